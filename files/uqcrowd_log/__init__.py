@@ -1,0 +1,1 @@
+"""UQCrowd-Log: records crowd workers' browser events and stores them in Elasticsearch."""

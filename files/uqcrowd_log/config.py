@@ -1,0 +1,106 @@
+"""Service configuration, read once from UQCROWD_* environment variables (see README)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Mode = Literal["queue", "direct"]
+
+
+class ConfigError(ValueError):
+    """A UQCROWD_* variable has a value the service cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below {minimum}")
+    return value
+
+
+def _list(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, default).split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the backends and the indexer need; defaults work on one host."""
+
+    mode: Mode = "queue"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "uqcrowd-log"
+    es_url: str = "http://127.0.0.1:9200"
+    es_username: str = ""
+    es_password: str = field(default="", repr=False)
+    es_api_key: str = field(default="", repr=False)
+    es_ca_file: str = ""
+    index_prefix: str = "uqcrowd-log"
+    max_batch: int = 500
+    max_body_bytes: int = 1024 * 1024
+    max_depth: int = 20
+    queue_high_water: int = 1_000_000
+    retry_after_seconds: int = 5
+    allowed_origins: tuple[str, ...] = ("*",)
+    trusted_proxies: tuple[Network, ...] = ()
+    bind_host: str = "127.0.0.1"
+    threads: int = 8
+    indexer_batch_events: int = 2000
+    indexer_batch_bytes: int = 5 * 1024 * 1024
+    indexer_linger_ms: int = 200
+    indexer_consumer: str = "indexer"
+    indexer_claim_idle_ms: int = 60_000
+    indexer_backoff_max_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        mode = env.get("UQCROWD_MODE", "queue").strip() or "queue"
+        if mode not in ("queue", "direct"):
+            raise ConfigError(f"UQCROWD_MODE={mode!r} must be 'queue' or 'direct'")
+        try:
+            proxies = tuple(
+                ipaddress.ip_network(p, strict=False)
+                for p in _list(env, "UQCROWD_TRUSTED_PROXIES", "127.0.0.1,::1")
+            )
+        except ValueError as exc:
+            raise ConfigError(f"UQCROWD_TRUSTED_PROXIES: {exc}") from None
+        return cls(
+            mode=mode,  # type: ignore[arg-type]
+            redis_url=env.get("UQCROWD_REDIS_URL", cls.redis_url),
+            redis_prefix=env.get("UQCROWD_REDIS_PREFIX", cls.redis_prefix),
+            es_url=env.get("UQCROWD_ES_URL", cls.es_url),
+            es_username=env.get("UQCROWD_ES_USERNAME", ""),
+            es_password=env.get("UQCROWD_ES_PASSWORD", ""),
+            es_api_key=env.get("UQCROWD_ES_API_KEY", ""),
+            es_ca_file=env.get("UQCROWD_ES_CA_FILE", ""),
+            index_prefix=env.get("UQCROWD_INDEX_PREFIX", cls.index_prefix),
+            max_batch=_int(env, "UQCROWD_MAX_BATCH", cls.max_batch, 1),
+            max_body_bytes=_int(env, "UQCROWD_MAX_BODY_BYTES", cls.max_body_bytes, 1),
+            max_depth=_int(env, "UQCROWD_MAX_DEPTH", cls.max_depth, 2),
+            queue_high_water=_int(env, "UQCROWD_QUEUE_HIGH_WATER", cls.queue_high_water, 1),
+            retry_after_seconds=_int(env, "UQCROWD_RETRY_AFTER_SECONDS", cls.retry_after_seconds, 1),
+            allowed_origins=_list(env, "UQCROWD_ALLOWED_ORIGINS", "*"),
+            trusted_proxies=proxies,
+            bind_host=env.get("UQCROWD_BIND", cls.bind_host),
+            threads=_int(env, "UQCROWD_THREADS", cls.threads, 1),
+            indexer_batch_events=_int(env, "UQCROWD_INDEXER_BATCH_EVENTS", cls.indexer_batch_events, 1),
+            indexer_batch_bytes=_int(env, "UQCROWD_INDEXER_BATCH_BYTES", cls.indexer_batch_bytes, 1),
+            indexer_linger_ms=_int(env, "UQCROWD_INDEXER_LINGER_MS", cls.indexer_linger_ms, 0),
+            indexer_consumer=env.get("UQCROWD_INDEXER_CONSUMER", "") or socket.gethostname(),
+            indexer_claim_idle_ms=_int(env, "UQCROWD_INDEXER_CLAIM_IDLE_MS", cls.indexer_claim_idle_ms, 1),
+            indexer_backoff_max_seconds=float(
+                _int(env, "UQCROWD_INDEXER_BACKOFF_MAX_SECONDS", int(cls.indexer_backoff_max_seconds), 1)
+            ),
+        )

@@ -1,0 +1,80 @@
+"""Writing events to Elasticsearch daily indices with the bulk API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import elastic_transport
+import orjson
+from elasticsearch import ApiError, Elasticsearch
+
+from .config import Settings
+from .events import Prepared
+
+K = TypeVar("K")
+
+
+class StoreUnavailable(Exception):
+    """Elasticsearch did not answer, or answered that it cannot take writes now."""
+
+
+@dataclass
+class BulkOutcome(Generic[K]):
+    done: list[K] = field(default_factory=list)  # stored now, or already stored by an earlier try
+    retry: list[K] = field(default_factory=list)  # Elasticsearch was busy: send again later
+    rejected: list[tuple[K, str]] = field(default_factory=list)  # refused for its content
+
+
+def connect(settings: Settings) -> Elasticsearch:
+    options: dict[str, Any] = {"request_timeout": 30, "max_retries": 0}
+    if settings.es_api_key:
+        options["api_key"] = settings.es_api_key
+    elif settings.es_username:
+        options["basic_auth"] = (settings.es_username, settings.es_password)
+    if settings.es_ca_file:
+        options["ca_certs"] = settings.es_ca_file
+    return Elasticsearch(settings.es_url, **options)
+
+
+def index_name(prefix: str, day: str) -> str:
+    return f"{prefix}-{day}"
+
+
+def bulk_create(client: Elasticsearch, prefix: str, items: Sequence[tuple[K, Prepared]]) -> BulkOutcome[K]:
+    """`create` each event under its id: a repeat of a stored event is a 409, counted as done."""
+    outcome: BulkOutcome[K] = BulkOutcome()
+    if not items:
+        return outcome
+    lines: list[bytes] = []
+    for _, event in items:
+        lines.append(orjson.dumps({"create": {"_index": index_name(prefix, event.day), "_id": event.event_id}}))
+        lines.append(event.document)
+    try:
+        response = client.bulk(operations=lines)
+    except (elastic_transport.TransportError, ApiError) as exc:
+        raise StoreUnavailable(_one_line(exc)) from None
+    for (key, _), result in zip(items, response["items"], strict=True):
+        status = result["create"]["status"]
+        if status < 300 or status == 409:
+            outcome.done.append(key)
+        elif status == 429 or status >= 500:
+            outcome.retry.append(key)
+        else:
+            error = result["create"].get("error", {})
+            outcome.rejected.append((key, f"{status} {error.get('type', '')}: {error.get('reason', '')}"))
+    return outcome
+
+
+def ping(client: Elasticsearch) -> bool:
+    """True while the cluster answers and can take writes (health yellow or green)."""
+    try:
+        health = client.options(request_timeout=3).cluster.health()
+    except (elastic_transport.TransportError, ApiError):
+        return False
+    return health["status"] in ("green", "yellow")
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]

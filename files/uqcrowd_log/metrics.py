@@ -1,0 +1,54 @@
+"""Prometheus exposition of the counters every backend and the indexer keep in Redis.
+
+The counters live in Redis (one hash per installation), so every backend process answers
+/logger/metrics with the same totals, however many processes or hosts there are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import redis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from .redis_queue import EventQueue
+
+REJECTED = "rejected:"
+
+
+class QueueCollector:
+    def __init__(self, queue: EventQueue) -> None:
+        self.queue = queue
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("uqcrowd_redis_up", "1 when the metrics could be read from Redis")
+        try:
+            counters = self.queue.counters()
+            depth, dead, lag = self.queue.depth(), self.queue.dead_letter_depth(), self.queue.oldest_age_seconds()
+        except redis.RedisError:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        for name, key, text in (
+            ("uqcrowd_events_accepted", "accepted", "Events accepted by the backends"),
+            ("uqcrowd_events_indexed", "indexed", "Events confirmed by Elasticsearch"),
+            ("uqcrowd_events_dead_lettered", "dead_lettered", "Events Elasticsearch refused, kept in the dead-letter list"),
+        ):
+            yield CounterMetricFamily(name, text, value=counters.get(key, 0))
+        rejected = CounterMetricFamily("uqcrowd_requests_rejected", "Requests refused, by reason", labels=["reason"])
+        for key, value in sorted(counters.items()):
+            if key.startswith(REJECTED):
+                rejected.add_metric([key.removeprefix(REJECTED)], value)
+        yield rejected
+        yield GaugeMetricFamily("uqcrowd_queue_depth", "Events waiting for Elasticsearch", value=depth)
+        yield GaugeMetricFamily("uqcrowd_dead_letter_depth", "Events in the dead-letter list", value=dead)
+        yield GaugeMetricFamily("uqcrowd_indexer_lag_seconds", "Age of the oldest event not yet indexed", value=lag)
+
+
+def render(queue: EventQueue) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QueueCollector(queue))
+    return generate_latest(registry)

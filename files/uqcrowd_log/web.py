@@ -1,0 +1,143 @@
+"""The HTTP API under /logger: ingest, health, readiness, metrics and the browser tracker."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_from_directory
+from prometheus_client import CONTENT_TYPE_LATEST
+from werkzeug.exceptions import HTTPException
+
+from . import elastic, redis_queue
+from .config import Settings
+from .elastic import StoreUnavailable
+from .events import BadInput, parse_events, prepare
+from .metrics import render
+from .proxies import client_ip
+from .redis_queue import EventQueue, QueueFull
+from .sinks import DirectSink, QueueSink, Sink
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+api = Blueprint("logger", __name__, url_prefix="/logger")
+
+
+def _settings() -> Settings:
+    return current_app.extensions["uqcrowd"]["settings"]
+
+
+def _sink() -> Sink:
+    return current_app.extensions["uqcrowd"]["sink"]
+
+
+def _queue() -> EventQueue:
+    return current_app.extensions["uqcrowd"]["queue"]
+
+
+def _error(status: int, message: str, reason: str | None = None) -> Response:
+    if reason:
+        try:
+            _queue().count(f"rejected:{reason}")
+        except redis.RedisError:
+            pass  # counting is best effort; the answer must not depend on it
+    response = jsonify(error=message)
+    response.status_code = status
+    if status in (429, 503):
+        response.headers["Retry-After"] = str(_settings().retry_after_seconds)
+    return response
+
+
+@api.post("/insert")
+def insert() -> Response:
+    settings = _settings()
+    try:
+        events = parse_events(request.get_data(cache=False), settings.max_batch, settings.max_depth)
+    except BadInput as exc:
+        return _error(400, str(exc), exc.reason)
+    peer = request.remote_addr or ""
+    prepared = prepare(events, datetime.now(UTC), client_ip(peer, request.headers.get("X-Forwarded-For"),
+                                                           settings.trusted_proxies))
+    try:
+        _sink().put(prepared)
+    except QueueFull as exc:
+        return _error(503, str(exc), "queue_full")
+    except StoreUnavailable as exc:
+        log.warning("store unavailable: %s", exc)
+        return _error(503, "the event store is unavailable, retry later", "store_unavailable")
+    response = jsonify(accepted=len(prepared))
+    response.status_code = 202
+    return response
+
+
+@api.get("/health")
+def health() -> Response:
+    return jsonify(status="ok")
+
+
+@api.get("/ready")
+def ready() -> Response:
+    if _sink().ready():
+        return jsonify(status="ready")
+    return _error(503, f"{_settings().mode} store is not answering")
+
+
+@api.get("/metrics")
+def metrics() -> Response:
+    return Response(render(_queue()), mimetype=CONTENT_TYPE_LATEST)
+
+
+@api.get("/logger.js")
+@api.get("/fingerprint.js")
+def tracker() -> Response:
+    response = send_from_directory(STATIC, Path(request.path).name, mimetype="text/javascript", max_age=300)
+    return response
+
+
+def _cors(response: Response) -> Response:
+    allowed = _settings().allowed_origins
+    origin = request.headers.get("Origin")
+    if "*" in allowed:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    elif origin in allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.vary.add("Origin")
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+            "Access-Control-Request-Headers", "Content-Type"
+        )
+        response.headers["Access-Control-Max-Age"] = "86400"
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    reason = "body_too_large" if exc.code == 413 else None
+    response = _error(exc.code or 500, (exc.description or exc.name).split("\n")[0], reason)
+    if exc.code == 405:
+        response.headers["Allow"] = "POST, OPTIONS"
+    return response
+
+
+def create_app(settings: Settings, sink: Sink | None = None, queue: EventQueue | None = None) -> Flask:
+    queue = queue or EventQueue(redis_queue.connect(settings.redis_url), settings.redis_prefix)
+    if sink is None:
+        if settings.mode == "direct":
+            sink = DirectSink(elastic.connect(settings), settings.index_prefix, queue)
+        else:
+            sink = QueueSink(queue, settings.queue_high_water)
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["uqcrowd"] = {"settings": settings, "sink": sink, "queue": queue}
+    app.register_blueprint(api)
+    app.after_request(_cors)
+    app.register_error_handler(HTTPException, _http_error)
+    return app
+
+
+def app_from_env() -> Flask:
+    """WSGI factory used by the server: configuration from UQCROWD_* variables."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return create_app(Settings.from_env())

@@ -1,0 +1,123 @@
+"""Fixtures: one real Redis and one real Elasticsearch per test session; per-test key and index prefixes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import redis
+from elasticsearch import Elasticsearch
+from flask.testing import FlaskClient
+
+from tests.support.services import ROOT, ElasticsearchServer, LoggerProcess, RedisServer
+from uqcrowd_log.config import Settings
+from uqcrowd_log.redis_queue import EventQueue
+from uqcrowd_log.web import create_app
+
+TEST_INDEX_PATTERN = "uqt-*"
+MAPPINGS = ROOT / "roles" / "elasticsearch" / "files" / "event-mappings.json"
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def redis_server(workdir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(workdir / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def es_server(workdir: Path) -> Iterator[ElasticsearchServer]:
+    archive = os.environ.get("UQCROWD_ES_ARCHIVE") or subprocess.run(
+        [str(ROOT / "scripts" / "fetch-elasticsearch.sh")], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    # Not under pytest's tmp dir: that is root-only, and Elasticsearch runs as an unprivileged user.
+    home = Path(tempfile.mkdtemp(prefix="uqcrowd-es-", dir="/var/tmp"))
+    home.chmod(0o755)
+    server = ElasticsearchServer(Path(archive), home)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def es(es_server: ElasticsearchServer) -> Elasticsearch:
+    client = Elasticsearch(es_server.url, request_timeout=30)
+    # The same mappings the elasticsearch role installs, for the test indices.
+    client.indices.put_index_template(
+        name="uqcrowd-test",
+        index_patterns=[TEST_INDEX_PATTERN],
+        template={"settings": {"number_of_replicas": 0, "number_of_shards": 1},
+                  "mappings": json.loads(MAPPINGS.read_text())},
+    )
+    return client
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer) -> Settings:
+    """A fresh key space and index prefix per test, so tests never see each other's events."""
+    tag = uuid.uuid4().hex[:10]
+    return replace(
+        Settings.from_env({}),
+        redis_url=redis_server.url,
+        redis_prefix=f"uqt-{tag}",
+        index_prefix=f"uqt-{tag}",
+        indexer_consumer="test-indexer",
+        indexer_linger_ms=50,
+        indexer_backoff_max_seconds=2.0,
+    )
+
+
+@pytest.fixture
+def queue(settings: Settings) -> EventQueue:
+    return EventQueue(redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
+
+
+@pytest.fixture
+def client(settings: Settings) -> FlaskClient:
+    return create_app(settings).test_client()
+
+
+def env_of(settings: Settings, es_url: str = "") -> dict[str, str]:
+    """The UQCROWD_* environment that makes a process use these settings."""
+    return {
+        "UQCROWD_MODE": settings.mode,
+        "UQCROWD_REDIS_URL": settings.redis_url,
+        "UQCROWD_REDIS_PREFIX": settings.redis_prefix,
+        "UQCROWD_INDEX_PREFIX": settings.index_prefix,
+        "UQCROWD_ES_URL": es_url or settings.es_url,
+        "UQCROWD_INDEXER_CONSUMER": settings.indexer_consumer,
+        "UQCROWD_INDEXER_LINGER_MS": str(settings.indexer_linger_ms),
+        "UQCROWD_INDEXER_BACKOFF_MAX_SECONDS": str(int(settings.indexer_backoff_max_seconds)),
+        "UQCROWD_QUEUE_HIGH_WATER": str(settings.queue_high_water),
+    }
+
+
+@pytest.fixture
+def spawn(workdir: Path) -> Iterator[Callable[..., LoggerProcess]]:
+    """Start logger processes (backends or indexers); all are stopped after the test."""
+    started: list[LoggerProcess] = []
+
+    def start(env: dict[str, str], what: str = "backend") -> LoggerProcess:
+        process = LoggerProcess(workdir / "logger", env, what)
+        process.start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

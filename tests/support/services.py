@@ -1,0 +1,170 @@
+"""Real Redis, Elasticsearch and logger processes for the tests, each on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+LOGGER = ROOT / "files" / "logger.py"
+ES_USER = "uqcrowd-test"  # Elasticsearch refuses to run as root; scripts/install-test-deps.sh creates it
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (requests.RequestException, OSError):
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
+
+
+class Process:
+    """A child process with start/stop/kill; subclasses say how to run it and when it is ready."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        return True
+
+    def popen_options(self) -> dict[str, object]:
+        return {}
+
+    def start(self, timeout: float = 30) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, **self.popen_options())
+        wait_until(lambda: self._alive_or_fail() and self.ready(), timeout, f"{type(self).__name__} ({self.log})")
+
+    def _alive_or_fail(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.command()[0]} exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+        return True
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+class RedisServer(Process):
+    def __init__(self, workdir: Path, password: str = "") -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir / "redis.out")
+        self.workdir, self.port, self.password = workdir, free_port(), password
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+               "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no"]
+        return cmd + (["--requirepass", self.password] if self.password else [])
+
+    def ready(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+
+
+class ElasticsearchServer(Process):
+    """The official integ-test-zip, unpacked once, run with the host's Java 17 and a small heap."""
+
+    def __init__(self, archive: Path, workdir: Path) -> None:
+        super().__init__(workdir / "elasticsearch.out")
+        self.port, self.transport_port = free_port(), free_port()
+        if not any(workdir.glob("elasticsearch-*")):
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(workdir)
+        self.home = next(workdir.glob("elasticsearch-*"))
+        for tool in (self.home / "bin").iterdir():
+            tool.chmod(0o755)
+        if os.geteuid() == 0:
+            subprocess.run(["chown", "-R", ES_USER, str(workdir)], check=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [str(self.home / "bin" / "elasticsearch"), "-E", f"http.port={self.port}",
+                "-E", f"transport.port={self.transport_port}", "-E", "discovery.type=single-node",
+                "-E", "network.host=127.0.0.1", "-E", "xpack.security.enabled=false",
+                "-E", "cluster.routing.allocation.disk.threshold_enabled=false"]
+
+    def popen_options(self) -> dict[str, object]:
+        env = dict(os.environ, ES_JAVA_OPTS="-Xms512m -Xmx512m", ES_JAVA_HOME=java_home())
+        return {"env": env, "user": ES_USER} if os.geteuid() == 0 else {"env": env}
+
+    def ready(self) -> bool:
+        return requests.get(f"{self.url}/_cluster/health", timeout=2).status_code == 200
+
+    def start(self, timeout: float = 120) -> None:
+        super().start(timeout)
+
+
+class LoggerProcess(Process):
+    """`python files/logger.py PORT` (an HTTP backend) or `python files/logger.py indexer`."""
+
+    def __init__(self, workdir: Path, env: Mapping[str, str], what: str = "backend") -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port() if what == "backend" else 0
+        super().__init__(workdir / f"{what}-{self.port or os.getpid()}-{time.monotonic_ns()}.out")
+        self.what, self.env = what, dict(env)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(LOGGER), str(self.port) if self.what == "backend" else "indexer"]
+
+    def popen_options(self) -> dict[str, object]:
+        return {"env": {**os.environ, **self.env}}
+
+    def ready(self) -> bool:
+        if self.what != "backend":
+            return True
+        return requests.get(f"{self.url}/logger/health", timeout=2).status_code == 200
+
+
+def java_home() -> str:
+    if os.environ.get("ES_JAVA_HOME"):
+        return os.environ["ES_JAVA_HOME"]
+    java = Path(shutil.which("java") or "/usr/bin/java").resolve()
+    return str(java.parent.parent)
