@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from uqcrowd_log.config import ConfigError, Settings  # noqa: E402
+from uqcrowd_log.config import ConfigError, Settings
 
 
 def main(argv: list[str] | None = None) -> int:

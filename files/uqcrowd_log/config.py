@@ -71,8 +71,7 @@ class Settings:
             raise ConfigError(f"UQCROWD_MODE={mode!r} must be 'queue' or 'direct'")
         try:
             proxies = tuple(
-                ipaddress.ip_network(p, strict=False)
-                for p in _list(env, "UQCROWD_TRUSTED_PROXIES", "127.0.0.1,::1")
+                ipaddress.ip_network(p, strict=False) for p in _list(env, "UQCROWD_TRUSTED_PROXIES", "127.0.0.1,::1")
             )
         except ValueError as exc:
             raise ConfigError(f"UQCROWD_TRUSTED_PROXIES: {exc}") from None

@@ -50,8 +50,9 @@ class Indexer:
         self.trouble: str | None = None  # the current problem, logged once when it starts and ends
 
     def run(self) -> None:
-        log.info("indexer %s started: %s -> %s", self.settings.indexer_consumer, self.queue.stream,
-                 self.settings.es_url)
+        log.info(
+            "indexer %s started: %s -> %s", self.settings.indexer_consumer, self.queue.stream, self.settings.es_url
+        )
         while not self.stopping.is_set():
             try:
                 self.step()
@@ -69,8 +70,9 @@ class Indexer:
             return
         outcome = bulk_create(self.client, self.settings.index_prefix, [(e, e.event) for e in self.held])
         self.queue.ack(outcome.done)
-        self.queue.dead_letter([(e.event, err) for e, err in outcome.rejected],
-                               [e.stream_id for e, _ in outcome.rejected])
+        self.queue.dead_letter(
+            [(e.event, err) for e, err in outcome.rejected], [e.stream_id for e, _ in outcome.rejected]
+        )
         for entry, error in outcome.rejected:
             log.warning("dead-lettered event %s: %s", entry.event.event_id, error)
         self.held = outcome.retry

@@ -35,7 +35,11 @@ class QueueCollector:
         for name, key, text in (
             ("uqcrowd_events_accepted", "accepted", "Events accepted by the backends"),
             ("uqcrowd_events_indexed", "indexed", "Events confirmed by Elasticsearch"),
-            ("uqcrowd_events_dead_lettered", "dead_lettered", "Events Elasticsearch refused, kept in the dead-letter list"),
+            (
+                "uqcrowd_events_dead_lettered",
+                "dead_lettered",
+                "Events Elasticsearch refused, kept in the dead-letter list",
+            ),
         ):
             yield CounterMetricFamily(name, text, value=counters.get(key, 0))
         rejected = CounterMetricFamily("uqcrowd_requests_rejected", "Requests refused, by reason", labels=["reason"])

@@ -134,7 +134,5 @@ class EventQueue:
     def _entries(raw: list) -> list[Entry]:
         # An id without fields was deleted after its ack raced a crash: nothing left to deliver.
         return [
-            Entry(stream_id, Prepared(f[b"id"].decode(), f[b"day"].decode(), f[b"doc"]))
-            for stream_id, f in raw
-            if f
+            Entry(stream_id, Prepared(f[b"id"].decode(), f[b"day"].decode(), f[b"doc"])) for stream_id, f in raw if f
         ]

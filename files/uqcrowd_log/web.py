@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,10 +40,8 @@ def _queue() -> EventQueue:
 
 def _error(status: int, message: str, reason: str | None = None) -> Response:
     if reason:
-        try:
+        with contextlib.suppress(redis.RedisError):  # counting is best effort; the answer must not wait on it
             _queue().count(f"rejected:{reason}")
-        except redis.RedisError:
-            pass  # counting is best effort; the answer must not depend on it
     response = jsonify(error=message)
     response.status_code = status
     if status in (429, 503):
@@ -58,8 +57,9 @@ def insert() -> Response:
     except BadInput as exc:
         return _error(400, str(exc), exc.reason)
     peer = request.remote_addr or ""
-    prepared = prepare(events, datetime.now(UTC), client_ip(peer, request.headers.get("X-Forwarded-For"),
-                                                           settings.trusted_proxies))
+    prepared = prepare(
+        events, datetime.now(UTC), client_ip(peer, request.headers.get("X-Forwarded-For"), settings.trusted_proxies)
+    )
     try:
         _sink().put(prepared)
     except QueueFull as exc:

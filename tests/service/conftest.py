@@ -41,9 +41,12 @@ def redis_server(workdir: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def es_server(workdir: Path) -> Iterator[ElasticsearchServer]:
-    archive = os.environ.get("UQCROWD_ES_ARCHIVE") or subprocess.run(
-        [str(ROOT / "scripts" / "fetch-elasticsearch.sh")], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    archive = (
+        os.environ.get("UQCROWD_ES_ARCHIVE")
+        or subprocess.run(
+            [str(ROOT / "scripts" / "fetch-elasticsearch.sh")], check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
     # Not under pytest's tmp dir: that is root-only, and Elasticsearch runs as an unprivileged user.
     home = Path(tempfile.mkdtemp(prefix="uqcrowd-es-", dir="/var/tmp"))
     home.chmod(0o755)
@@ -61,8 +64,10 @@ def es(es_server: ElasticsearchServer) -> Elasticsearch:
     client.indices.put_index_template(
         name="uqcrowd-test",
         index_patterns=[TEST_INDEX_PATTERN],
-        template={"settings": {"number_of_replicas": 0, "number_of_shards": 1},
-                  "mappings": json.loads(MAPPINGS.read_text())},
+        template={
+            "settings": {"number_of_replicas": 0, "number_of_shards": 1},
+            "mappings": json.loads(MAPPINGS.read_text()),
+        },
     )
     return client
 

@@ -21,8 +21,14 @@ def today_index(settings) -> str:
 
 
 def event(n: int, session: str = "s1", **extra) -> dict:
-    return {"log_type": "message", "sequence_number": n, "session_id": session,
-            "browser_time": "2026-11-28T01:02:03Z", "content": {"message": f"event {n}"}, **extra}
+    return {
+        "log_type": "message",
+        "sequence_number": n,
+        "session_id": session,
+        "browser_time": "2026-11-28T01:02:03Z",
+        "content": {"message": f"event {n}"},
+        **extra,
+    }
 
 
 def count(es, settings) -> int:
@@ -48,8 +54,12 @@ def held(queue) -> int:
 def post_all(url: str, events: list[dict], batch: int = 100) -> None:
     with requests.Session() as session:
         for start in range(0, len(events), batch):
-            response = session.post(f"{url}/logger/insert", data=orjson.dumps(events[start:start + batch]),
-                                    headers={"Content-Type": "text/plain"}, timeout=10)
+            response = session.post(
+                f"{url}/logger/insert",
+                data=orjson.dumps(events[start : start + batch]),
+                headers={"Content-Type": "text/plain"},
+                timeout=10,
+            )
             assert response.status_code == 202, response.text
 
 
@@ -181,8 +191,11 @@ def test_metrics_are_the_same_from_every_backend(es, es_server, settings, spawn)
     assert "uqcrowd_indexer_lag_seconds" in texts[0]
     spawn(env, "indexer")
     wait_for_count(es, settings, 7)
-    wait_until(lambda: "uqcrowd_events_indexed_total 7.0" in requests.get(f"{one.url}/logger/metrics").text,
-               10, "indexed counter")
+    wait_until(
+        lambda: "uqcrowd_events_indexed_total 7.0" in requests.get(f"{one.url}/logger/metrics").text,
+        10,
+        "indexed counter",
+    )
 
 
 @pytest.mark.parametrize("port_arg", ["0", "70000", "abc"])

@@ -86,7 +86,8 @@ def test_bad_input_is_400_and_stores_nothing(client, queue, body):
     response = post(client, body)
     assert response.status_code == 400
     error = response.get_json()["error"]
-    assert error and "\n" not in error
+    assert error
+    assert "\n" not in error
     assert queue.depth() == before == 0
     assert any(k.startswith("rejected:") for k in queue.counters())
 
@@ -115,11 +116,14 @@ def test_unknown_paths_are_404_json(client, path):
 
 
 def test_preflight_and_cors_headers(client):
-    response = client.options("/logger/insert", headers={
-        "Origin": "https://tasks.example.org",
-        "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type",
-    })
+    response = client.options(
+        "/logger/insert",
+        headers={
+            "Origin": "https://tasks.example.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "POST" in response.headers["Access-Control-Allow-Methods"]

@@ -92,8 +92,23 @@ class RedisServer(Process):
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def command(self) -> list[str]:
-        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-               "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no"]
+        cmd = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+        ]
         return cmd + (["--requirepass", self.password] if self.password else [])
 
     def ready(self) -> bool:
@@ -122,10 +137,21 @@ class ElasticsearchServer(Process):
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return [str(self.home / "bin" / "elasticsearch"), "-E", f"http.port={self.port}",
-                "-E", f"transport.port={self.transport_port}", "-E", "discovery.type=single-node",
-                "-E", "network.host=127.0.0.1", "-E", "xpack.security.enabled=false",
-                "-E", "cluster.routing.allocation.disk.threshold_enabled=false"]
+        return [
+            str(self.home / "bin" / "elasticsearch"),
+            "-E",
+            f"http.port={self.port}",
+            "-E",
+            f"transport.port={self.transport_port}",
+            "-E",
+            "discovery.type=single-node",
+            "-E",
+            "network.host=127.0.0.1",
+            "-E",
+            "xpack.security.enabled=false",
+            "-E",
+            "cluster.routing.allocation.disk.threshold_enabled=false",
+        ]
 
     def popen_options(self) -> dict[str, object]:
         env = dict(os.environ, ES_JAVA_OPTS="-Xms512m -Xmx512m", ES_JAVA_HOME=java_home())

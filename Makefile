@@ -1,0 +1,55 @@
+# UQCrowd-Log: every entry point a developer or CI uses. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+BIN       := $(VENV)/bin
+ROLES     := elasticsearch redis logger haproxy monitoring
+ROLE      ?=
+SCENARIO  ?=
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help venv deps molecule-host lint test-unit molecule test bench demo demo-down
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements-dev.txt files/requirements.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed ## Python tooling (pinned) in .venv
+
+deps: ## Debian packages and the Elasticsearch test archive the tests use (idempotent)
+	scripts/install-test-deps.sh
+	scripts/fetch-elasticsearch.sh >/dev/null
+
+molecule-host: ## podman, host fixes and the Debian 12 systemd image (idempotent)
+	scripts/prepare-molecule-host.sh
+
+lint: venv ## ruff, yamllint, ansible-lint (production profile)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint
+
+test-unit: venv deps ## the service's tests against real Redis, Elasticsearch and Chromium
+	$(BIN)/pytest
+
+molecule: venv deps molecule-host ## Molecule scenarios (ROLE=name or SCENARIO=name to narrow)
+	scripts/molecule.sh "$(ROLE)" "$(SCENARIO)"
+
+test: lint test-unit molecule ## everything CI runs
+
+bench: venv deps ## throughput and latency of the stack against the original design
+	$(BIN)/python -m bench
+
+demo: venv molecule-host ## the whole stack in the container uqcrowd-log-demo, HAProxy on 127.0.0.1:8080
+	scripts/demo.sh up
+
+demo-down: ## remove the demo container
+	scripts/demo.sh down

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Run Molecule scenarios: each role's own (roles/<role>/molecule/*) then the whole stack (molecule/*).
+#   scripts/molecule.sh [ROLE] [SCENARIO]    e.g. scripts/molecule.sh redis   or   scripts/molecule.sh "" multihost
+# Prints each scenario's duration and result; exits non-zero if any failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+role="${1:-}" scenario="${2:-}"
+export UQCROWD_ES_ARCHIVE="${UQCROWD_ES_ARCHIVE:-$(scripts/fetch-elasticsearch.sh)}"
+export MOLECULE_NO_LOG=false PY_COLORS=0 ANSIBLE_FORCE_COLOR=0
+
+runs=()
+for dir in roles/*/molecule/*/ molecule/*/; do
+  [ -f "$dir/molecule.yml" ] || continue
+  project="${dir%%/molecule/*}"; name="$(basename "$dir")"
+  [ "$project" = molecule ] && project=.
+  if [ -n "$role" ] && [ "$project" != "roles/$role" ]; then continue; fi
+  if [ -n "$scenario" ] && [ "$name" != "$scenario" ]; then continue; fi
+  runs+=("$project:$name")
+done
+[ ${#runs[@]} -gt 0 ] || { echo "no scenario matches ROLE='$role' SCENARIO='$scenario'" >&2; exit 2; }
+
+failed=0 summary=()
+for run in "${runs[@]}"; do
+  project="${run%%:*}" name="${run##*:}" start=$SECONDS
+  echo "=== molecule test -s $name  ($project)"
+  if (cd "$project" && molecule test -s "$name"); then result=passed; else result=FAILED; failed=1; fi
+  summary+=("$(printf '%-28s %-12s %4ds  %s' "$project" "$name" $((SECONDS - start)) "$result")")
+done
+printf '\n%s\n' "Molecule summary:" "${summary[@]}"
+exit $failed

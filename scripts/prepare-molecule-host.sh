@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Prepare this machine, idempotently, for the Molecule scenarios (podman driver) on a real
+# Debian 12 container with systemd as PID 1, on a VM like the project's CI machine:
+# root, no systemd on the host, cgroup v1 (hybrid), no CAP_SYS_RESOURCE,
+# no container registry reachable (image is built locally with debootstrap).
+#
+# Usage:  scripts/prepare-molecule-host.sh                  # packages + host fixes + base image
+#         REBUILD_IMAGE=1 scripts/prepare-molecule-host.sh  # force a fresh debootstrap image
+# Env:    IMAGE=localhost/debian12-systemd:latest  EXTRA_PKGS=openjdk-17-jre-headless,...
+#         MIRROR / SECURITY_MIRROR default to the URIs in /etc/apt/sources.list.d/debian.sources
+set -euo pipefail
+
+IMAGE="${IMAGE:-localhost/debian12-systemd:latest}"
+MIRROR="${MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}"
+SECURITY_MIRROR="${SECURITY_MIRROR:-$(awk '/^URIs:/{u=$2} END{print u}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}"
+WORK="${WORK:-/var/tmp/molecule-runtime}"
+# Baked in only to save each converge a download; the roles still install them themselves.
+EXTRA_PKGS="${EXTRA_PKGS:-openjdk-17-jre-headless,python3-venv}"
+
+log() { printf '\n== %s  [%(%T)T]\n' "$*" -1; }
+t0=$SECONDS
+
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+
+# ---------------------------------------------------------------- 1. packages
+log "1/5 apt packages"
+PKGS=(podman crun conmon netavark aardvark-dns iptables debootstrap uidmap
+      slirp4netns fuse-overlayfs python3-venv)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends "${missing[@]}" \
+    || { apt-get update && apt-get install -y --no-install-recommends "${missing[@]}"; }
+else
+  echo "all present"
+fi
+
+# ------------------------------------------------------- 2. cgroup hybrid fix
+# crun refuses hybrid cgroups when the v2 hierarchy owns a controller:
+#   "crun: cgroups in hybrid mode not supported, drop all controllers from cgroupv2"
+# On this kernel hugetlb is not mounted as v1, so it sits on cgroup2
+# (/sys/fs/cgroup/unified). Mounting it as a v1 hierarchy moves it off v2.
+log "2/5 cgroup v1/v2 hybrid fix"
+U=/sys/fs/cgroup/unified
+if [ -f "$U/cgroup.controllers" ]; then
+  for c in $(cat "$U/cgroup.controllers"); do
+    # a controller enabled in subtree_control cannot be moved; disable it first
+    grep -qw "$c" "$U/cgroup.subtree_control" && echo "-$c" > "$U/cgroup.subtree_control" || true
+    mkdir -p "/sys/fs/cgroup/$c"
+    mountpoint -q "/sys/fs/cgroup/$c" || mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"
+    echo "moved controller $c to cgroup v1 at /sys/fs/cgroup/$c"
+  done
+  left="$(cat "$U/cgroup.controllers")"
+  [ -z "$left" ] || { echo "cgroup2 still has controllers: $left" >&2; exit 1; }
+fi
+
+# -------------------------------------------------------------- 3. ulimits
+# No CAP_SYS_RESOURCE: crun cannot raise a hard rlimit. Podman sets
+# nofile=1048576 and nproc=<host max> in the OCI spec by default and lowers its
+# own RLIMIT_NPROC hard limit to 32768 first, so crun fails with
+#   "crun: setrlimit `RLIMIT_NPROC`: Operation not permitted" (or RLIMIT_NOFILE).
+# Pin both to values that are <= what crun inherits.
+log "3/5 podman default_ulimits"
+nofile=$(ulimit -Hn); [ "$nofile" = unlimited ] && nofile=1048576
+nproc=$(ulimit -Hu);  { [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ]; } && nproc=32768
+mkdir -p /etc/containers/containers.conf.d
+cat > /etc/containers/containers.conf.d/50-molecule-runtime.conf <<EOF
+# written by scripts/prepare-molecule-host.sh (host lacks CAP_SYS_RESOURCE)
+[containers]
+default_ulimits = [
+  "nofile=${nofile}:${nofile}",
+  "nproc=${nproc}:${nproc}",
+]
+EOF
+cat /etc/containers/containers.conf.d/50-molecule-runtime.conf
+
+# ------------------------------------------------------------- 4. base image
+log "4/5 base image $IMAGE"
+built_with="$(podman image inspect --format '{{ index .Config.Labels "uqcrowd.extra-pkgs" }}' "$IMAGE" 2>/dev/null || true)"
+if [ -n "${REBUILD_IMAGE:-}" ] || ! podman image exists "$IMAGE" || [ "$built_with" != "$EXTRA_PKGS" ]; then
+  ROOTFS="$WORK/rootfs"
+  rm -rf "$ROOTFS"; mkdir -p "$WORK"
+  INCLUDE="systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,procps,ca-certificates${EXTRA_PKGS:+,$EXTRA_PKGS}"
+  s=$SECONDS
+  debootstrap --variant=minbase --include="$INCLUDE" bookworm "$ROOTFS" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
+    || { tail -30 "$WORK/debootstrap.log"; exit 1; }
+  echo "debootstrap: $((SECONDS - s))s"
+
+  cat > "$ROOTFS/etc/apt/sources.list" <<EOF
+deb $MIRROR bookworm main
+deb $MIRROR bookworm-updates main
+deb $SECURITY_MIRROR bookworm-security main
+EOF
+  # fresh machine-id per container (systemd generates it at boot)
+  : > "$ROOTFS/etc/machine-id"; rm -f "$ROOTFS/var/lib/dbus/machine-id"
+  # units that are useless in a container or that grab the dpkg lock mid-converge
+  for u in apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer \
+           e2scrub_reap.service fstrim.timer getty@tty1.service systemd-pstore.service; do
+    chroot "$ROOTFS" systemctl disable "$u" >/dev/null 2>&1 || true
+  done
+  for u in getty.target console-getty.service systemd-remount-fs.service dev-hugepages.mount \
+           sys-fs-fuse-connections.mount; do
+    chroot "$ROOTFS" systemctl mask "$u" >/dev/null 2>&1
+  done
+  chroot "$ROOTFS" apt-get clean
+  rm -rf "$ROOTFS"/var/lib/apt/lists/*
+  # make apt's cache look stale so `apt: update_cache=true cache_valid_time=N` really updates
+  touch -d @0 "$ROOTFS/var/lib/apt/lists"; rm -f "$ROOTFS/var/lib/apt/periodic/update-success-stamp"
+
+  s=$SECONDS
+  tar -C "$ROOTFS" -c . | podman import \
+      --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL=SIGRTMIN+3' \
+      --change 'ENV container=podman' --change "LABEL uqcrowd.extra-pkgs=$EXTRA_PKGS" - "$IMAGE"
+  echo "podman import: $((SECONDS - s))s"
+  rm -rf "$ROOTFS"
+else
+  echo "image exists (REBUILD_IMAGE=1 to rebuild)"
+fi
+
+# ------------------------------------------------------------ 5. smoke test
+log "5/5 smoke test: boot systemd in a container"
+name="mr-smoke-$$"
+podman rm -f "$name" >/dev/null 2>&1 || true
+podman run -d --name "$name" --systemd=always "$IMAGE" /sbin/init >/dev/null
+state=""
+for _ in $(seq 1 30); do
+  state="$(podman exec "$name" systemctl is-system-running 2>/dev/null || true)"
+  case "$state" in running|degraded) break;; esac; sleep 1
+done
+echo "systemctl is-system-running: $state"
+[ "$state" = running ] || { podman exec "$name" systemctl --failed --no-pager || true; }
+podman rm -f -t 5 "$name" >/dev/null
+[ "$state" = running ] || { echo "systemd did not reach 'running'" >&2; exit 1; }
+
+log "done in $((SECONDS - t0))s. Molecule scenarios can now use image $IMAGE"
