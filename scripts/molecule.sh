@@ -6,6 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 role="${1:-}" scenario="${2:-}"
 export UQCROWD_ES_ARCHIVE="${UQCROWD_ES_ARCHIVE:-$(scripts/fetch-elasticsearch.sh)}"
+export UQCROWD_WHEELHOUSE="${UQCROWD_WHEELHOUSE:-$(scripts/build-wheelhouse.sh)}"
 export MOLECULE_NO_LOG=false PY_COLORS=0 ANSIBLE_FORCE_COLOR=0
 
 runs=()
