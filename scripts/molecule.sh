@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run Molecule scenarios: each role's own (roles/<role>/molecule/*) then the whole stack (molecule/*).
-#   scripts/molecule.sh [ROLE] [SCENARIO]    e.g. scripts/molecule.sh redis   or   scripts/molecule.sh "" multihost
+#   scripts/molecule.sh [ROLE] [SCENARIO]    ROLE: a role's name, or "stack" for the whole-stack scenarios
+#   e.g. scripts/molecule.sh redis    scripts/molecule.sh stack default    scripts/molecule.sh "" default
 # Prints each scenario's duration and result; exits non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,9 +13,10 @@ export MOLECULE_NO_LOG=false PY_COLORS=0 ANSIBLE_FORCE_COLOR=0
 runs=()
 for dir in roles/*/molecule/*/ molecule/*/; do
   [ -f "$dir/molecule.yml" ] || continue
-  project="${dir%%/molecule/*}"; name="$(basename "$dir")"
-  [ "$project" = molecule ] && project=.
-  if [ -n "$role" ] && [ "$project" != "roles/$role" ]; then continue; fi
+  name="$(basename "$dir")"
+  case "$dir" in molecule/*) project=. ;; *) project="${dir%%/molecule/*}" ;; esac
+  owner="${project#roles/}"; [ "$project" = . ] && owner=stack
+  if [ -n "$role" ] && [ "$owner" != "$role" ]; then continue; fi
   if [ -n "$scenario" ] && [ "$name" != "$scenario" ]; then continue; fi
   runs+=("$project:$name")
 done

@@ -22,8 +22,14 @@ print(json.dumps([status, text]))
 """
 
 
-def http(host: Any, method: str, url: str, body: Any = None, auth: tuple[str, str] | None = None,
-         content_type: str = "application/json") -> tuple[int, Any]:
+def http(
+    host: Any,
+    method: str,
+    url: str,
+    body: Any = None,
+    auth: tuple[str, str] | None = None,
+    content_type: str = "application/json",
+) -> tuple[int, Any]:
     """(status, parsed JSON or text) of a request sent by python3 inside the container."""
     if body is not None and not isinstance(body, str):
         body = json.dumps(body)
@@ -54,3 +60,29 @@ def listening(host: Any) -> set[str]:
 def ports_of(addresses: set[str], port: int) -> set[str]:
     """The addresses listening on one port."""
     return {a.rpartition(":")[0] for a in addresses if a.endswith(f":{port}")}
+
+
+_BURST = r"""
+import json, sys, urllib.request, urllib.error
+url, body, count = json.loads(sys.argv[1])
+statuses = []
+for n in range(count):
+    data = json.dumps(dict(body, sequence_number=n)).encode()
+    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "text/plain"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            statuses.append(response.status)
+    except urllib.error.HTTPError as error:
+        statuses.append(error.code)
+    except OSError:
+        statuses.append(0)
+print(json.dumps(statuses))
+"""
+
+
+def post_many(host: Any, url: str, event: dict[str, Any], count: int) -> list[int]:
+    """POST `count` copies of an event (sequence_number 0..count-1) in a row; their HTTP statuses."""
+    args = json.dumps([url, event, count])
+    result = host.run(f"python3 -c {shlex.quote(_BURST)} {shlex.quote(args)}")
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)

@@ -50,8 +50,15 @@ def test_health_needs_credentials_and_is_yellow_or_green(host, elastic):
 
 def test_event_document_gets_the_templates_mappings(host, elastic):
     index = f"uqcrowd-log-{datetime.now(UTC):%Y-%m-%d}"
-    event = {"log_type": "message", "session_id": "s1", "sequence_number": 1, "server_time": "2026-11-28T00:00:00Z",
-             "browser_time": 1764288000000, "content": {"message": "hi", "details": {"a": {"b": 1}}}, "extra": 1}
+    event = {
+        "log_type": "message",
+        "session_id": "s1",
+        "sequence_number": 1,
+        "server_time": "2026-11-28T00:00:00Z",
+        "browser_time": 1764288000000,
+        "content": {"message": "hi", "details": {"a": {"b": 1}}},
+        "extra": 1,
+    }
     status, _ = http(host, "PUT", f"{API}/{index}/_create/verify-1?refresh=true", event, auth=elastic)
     assert status in (201, 409)
     status, mapping = http(host, "GET", f"{API}/{index}/_mapping", auth=elastic)

@@ -52,8 +52,13 @@ def test_indexer_runs(host):
 
 
 def test_a_posted_event_is_queued_in_redis(host, ports):
-    status, body = http(host, "POST", f"http://127.0.0.1:{ports[0]}/logger/insert",
-                        {"log_type": "message", "session_id": "molecule", "sequence_number": 1}, content_type="text/plain")
+    status, body = http(
+        host,
+        "POST",
+        f"http://127.0.0.1:{ports[0]}/logger/insert",
+        {"log_type": "message", "session_id": "molecule", "sequence_number": 1},
+        content_type="text/plain",
+    )
     assert (status, body) == (202, {"accepted": 1})
     status, _ = http(host, "GET", f"http://127.0.0.1:{ports[1]}/logger/insert")
     assert status == 405
