@@ -48,6 +48,7 @@ class Indexer:
         self.held: list[Entry] = []  # read from Redis, not yet confirmed by Elasticsearch
         self.backoff = Backoff(settings.indexer_backoff_max_seconds)
         self.trouble: str | None = None  # the current problem, logged once when it starts and ends
+        self.group_ready = False  # the consumer group exists (checked again after any Redis error)
 
     def run(self) -> None:
         log.info(
@@ -57,14 +58,17 @@ class Indexer:
             try:
                 self.step()
             except (redis.RedisError, StoreUnavailable) as exc:
+                self.group_ready = self.group_ready and not isinstance(exc, redis.RedisError)
                 self._problem(f"{type(exc).__name__}: {exc}")
                 self.stopping.wait(self.backoff.next())
         log.info("indexer stopped; %d unconfirmed events stay queued for the next start", len(self.held))
 
     def step(self) -> None:
         """One batch: read, index, acknowledge."""
-        if not self.held:
+        if not self.group_ready:
             self.queue.ensure_group()
+            self.group_ready = True
+        if not self.held:
             self.held = self._next_batch()
         if not self.held:
             return

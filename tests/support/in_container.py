@@ -9,7 +9,8 @@ from typing import Any
 _CLIENT = r"""
 import base64, json, sys, urllib.request, urllib.error
 method, url, body, user, password, content_type = json.loads(sys.argv[1])
-request = urllib.request.Request(url, method=method, data=body.encode() if body is not None else None)
+data = body.encode("utf-8", "surrogateescape") if body is not None else None  # lone surrogates = raw bytes
+request = urllib.request.Request(url, method=method, data=data)
 request.add_header("Content-Type", content_type)
 if user:
     request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())

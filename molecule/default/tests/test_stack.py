@@ -80,8 +80,11 @@ def converge(**extra: str) -> None:
     command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SITE)]
     for key, value in extra.items():
         command += ["-e", f"{key}={value}"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    result = subprocess.run([*command, "-v"], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    secrets = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / ".secrets"
+    for secret in secrets.iterdir():  # Ansible's own output (-v) shows no secret
+        assert secret.read_text().strip() not in result.stdout + result.stderr, secret.name
 
 
 def test_backend_count_grows_and_shrinks_in_both_roles(host):

@@ -1,0 +1,400 @@
+"""`make bench`: the stack against the original design, side by side on this machine.
+
+Real Redis, Elasticsearch (the integ-test-zip), Debian's HAProxy with the haproxy role's own template
+and wrk, all local processes on loopback. Writes bench/results/<UTC date>.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jinja2
+import orjson
+import redis
+import requests
+from elasticsearch import ApiError, Elasticsearch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "files")]
+
+from tests.support.services import (  # noqa: E402
+    ElasticsearchServer,
+    LoggerProcess,
+    Process,
+    RedisServer,
+    free_port,
+    wait_until,
+)
+
+DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
+HALF_RATE_SECONDS = int(os.environ.get("BENCH_HALF_RATE_SECONDS", "60"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
+TRACKER_BATCH = 20  # logger.js sends up to FLUSH_EVENTS = 20 events per request
+CORES = os.cpu_count() or 1
+DEFAULT_N = max(2, CORES)  # the roles' default rule
+
+
+class SeedBackend(Process):
+    """bench/seed_logger.py: the original design on Flask's development server."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], mode: str) -> None:
+        self.port, self.env, self.mode = free_port(), env, mode
+        super().__init__(workdir / f"seed-{self.port}.out")
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(ROOT / "bench" / "seed_logger.py"), str(self.port), self.mode]
+
+    def popen_options(self) -> dict[str, object]:
+        return {"env": {**os.environ, **self.env}}
+
+    def ready(self) -> bool:
+        return requests.get(f"http://127.0.0.1:{self.port}/logger/insert", timeout=2).status_code == 405
+
+
+class HAProxy(Process):
+    """HAProxy in the foreground with the haproxy role's template."""
+
+    def __init__(self, workdir: Path, ports: list[int]) -> None:
+        self.port, self.stats = free_port(), free_port()
+        super().__init__(workdir / f"haproxy-{self.port}.out")
+        loader = jinja2.FileSystemLoader(ROOT / "roles/haproxy/templates")
+        template = jinja2.Environment(loader=loader, trim_blocks=True, keep_trailing_newline=True)  # as Ansible does
+        defaults = {
+            **_role_defaults(),
+            "haproxy_frontend_port": self.port,
+            "haproxy_stats_port": self.stats,
+            "haproxy_frontend_address": "127.0.0.1",
+            "haproxy_backends": [{"host": "logger", "address": "127.0.0.1", "port": p} for p in ports],
+        }
+        text = template.get_template("haproxy.cfg.j2").render(**defaults)
+        text = text.replace("    chroot /var/lib/haproxy\n", "").replace("    daemon\n", "")
+        text = text.replace("stats socket /run/haproxy/admin.sock", f"stats socket {workdir}/haproxy-{self.port}.sock")
+        self.config = workdir / f"haproxy-{self.port}.cfg"
+        self.config.write_text(text)
+
+    def command(self) -> list[str]:
+        return ["haproxy", "-db", "-f", str(self.config)]
+
+    def ready(self) -> bool:
+        return requests.get(f"http://127.0.0.1:{self.stats}/", timeout=2).status_code == 200
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _role_defaults() -> dict[str, object]:
+    import yaml
+
+    return yaml.safe_load((ROOT / "roles/haproxy/defaults/main.yml").read_text())
+
+
+def wrk(url: str, prefix: str, batch: int, seconds: int, connections: int, delay_ms: float = 0) -> dict:
+    env = {**os.environ, "BATCH": str(batch), "PREFIX": prefix, "DELAY_MS": str(delay_ms)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(ROOT / "bench/wrk/post.lua"),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next(x for x in result.stdout.splitlines() if x.startswith("BENCH "))
+    figures = json.loads(line.removeprefix("BENCH "))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    figures["wrk_cpu_share"] = cpu / (wall * CORES)
+    return figures
+
+
+class Bench:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.redis = RedisServer(work / "redis")
+        self.redis.start()
+        archive = subprocess.run(
+            [str(ROOT / "scripts/fetch-elasticsearch.sh")], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        es_home = Path(tempfile.mkdtemp(prefix="uqcrowd-bench-es-", dir="/var/tmp"))
+        es_home.chmod(0o755)
+        self.es_home = es_home
+        self.es_server = ElasticsearchServer(Path(archive), es_home)
+        self.es_server.start()
+        self.es = Elasticsearch(self.es_server.url, request_timeout=60)
+        mappings = json.loads((ROOT / "roles/elasticsearch/files/event-mappings.json").read_text())
+        self.es.indices.put_index_template(
+            name="bench",
+            index_patterns=["bench-*"],
+            template={"settings": {"number_of_replicas": 0, "number_of_shards": 1}, "mappings": mappings},
+        )
+        self.r = redis.Redis.from_url(self.redis.url)
+
+    def close(self) -> None:
+        self.es_server.stop()
+        self.redis.stop()
+        shutil.rmtree(self.es_home, ignore_errors=True)
+
+    def env(self, prefix: str) -> dict[str, str]:
+        return {
+            "UQCROWD_REDIS_URL": self.redis.url,
+            "UQCROWD_ES_URL": self.es_server.url,
+            "UQCROWD_INDEX_PREFIX": prefix,
+            "UQCROWD_REDIS_PREFIX": prefix,
+            "UQCROWD_INDEXER_CONSUMER": "bench",
+            "UQCROWD_QUEUE_HIGH_WATER": "100000000",
+        }
+
+    def stored(self, prefix: str) -> tuple[int, int]:
+        """(documents, distinct (session_id, sequence_number) among them) under prefix; wrk's events only."""
+        index = f"{prefix}-*"
+        load_only = {"bool": {"must_not": {"term": {"session_id": f"{prefix}-probe"}}}}
+        self.es.indices.refresh(index=index, allow_no_indices=True)
+        docs = self.es.count(index=index, allow_no_indices=True, query=load_only)["count"]
+        distinct, after = 0, None
+        while True:
+            composite = {
+                "size": 10000,
+                "sources": [{"s": {"terms": {"field": "session_id"}}}, {"n": {"terms": {"field": "sequence_number"}}}],
+            }
+            if after:
+                composite["after"] = after
+            result = self.es.search(
+                index=index, size=0, query=load_only, aggs={"ids": {"composite": composite}}, allow_no_indices=True
+            )
+            buckets = result.get("aggregations", {}).get("ids", {})
+            distinct += len(buckets.get("buckets", []))
+            after = buckets.get("after_key")
+            if not after:
+                return docs, distinct
+
+    def run(
+        self,
+        name: str,
+        kind: str,
+        n: int,
+        batch: int = 1,
+        seconds: int = DURATION,
+        connections: int = CONNECTIONS,
+        delay_ms: float = 0,
+    ) -> dict:
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower().replace("'", "p")).strip("-")[:40]
+        prefix = f"bench-{slug}-{int(time.time())}"
+        env = self.env(prefix)
+        logs = self.work / "logs"
+        logs.mkdir(exist_ok=True)
+        if kind == "stack":
+            backends = [LoggerProcess(logs, env) for _ in range(n)]
+            workers = [LoggerProcess(logs, env, "indexer")]
+        else:
+            backends = [SeedBackend(logs, env, kind) for _ in range(n)]
+            workers = []
+        for process in backends + workers:
+            process.start()
+        proxy = HAProxy(logs, [b.port for b in backends])
+        proxy.start()
+        stream = f"{prefix}:events"
+        backlog: list[int] = []
+        probe = LagProbe(proxy.url, self.es, prefix) if kind == "stack" else None
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.wait(1):
+                backlog.append(int(self.r.xlen(stream)))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        if probe:
+            probe.start()
+        try:
+            load = wrk(proxy.url, prefix, batch, seconds, connections, delay_ms)
+        finally:
+            sampling.set()
+            if probe:
+                probe.stop()
+        drain_started = time.monotonic()
+        if kind == "stack":
+            wait_until(lambda: self.r.xlen(stream) == 0, 300, "queue drained", interval=0.2)
+        drain = time.monotonic() - drain_started
+        for process in [proxy, *backends, *workers]:
+            process.stop()
+        docs, distinct = self.stored(prefix)
+        accepted = load["ok"] * batch
+        result = {
+            "name": name,
+            "kind": kind,
+            "backends": n,
+            "batch": batch,
+            "connections": connections,
+            "seconds": load["seconds"],
+            "requests_per_s": load["ok"] / load["seconds"],
+            "events_per_s": accepted / load["seconds"],
+            "p50_ms": load["p50_ms"],
+            "p99_ms": load["p99_ms"],
+            "non_2xx": load["non_2xx"],
+            "socket_errors": load["errors"],
+            "events_accepted": accepted,
+            "documents": docs,
+            "lost": max(0, accepted - distinct),
+            "duplicated": docs - distinct,
+            "stored_unconfirmed": max(0, distinct - accepted),
+            "drain_s": drain,
+            "lag_p95_s": probe.p95() if probe else None,
+            "wrk_cpu_share": load["wrk_cpu_share"],
+            "backlog_max": max(backlog, default=0),
+            "backlog_samples": backlog,
+        }
+        if kind == "cache":
+            result["left_in_redis_list"] = int(self.r.llen(f"{prefix}:seed-cache"))
+        print(
+            f"  {name}: {result['requests_per_s']:.0f} req/s, {result['events_per_s']:.0f} events/s, "
+            f"p99 {result['p99_ms']:.1f} ms, lost {result['lost']}, dup {result['duplicated']}",
+            flush=True,
+        )
+        return result
+
+
+class LagProbe:
+    """Every 0.5 s, one marker event through HAProxy; time until a search finds it (accepted -> searchable)."""
+
+    def __init__(self, url: str, es: Elasticsearch, prefix: str) -> None:
+        self.url, self.es, self.prefix = url, es, prefix
+        self.lags: list[float] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(60)
+
+    def loop(self) -> None:
+        n = 0
+        while not self.stopping.wait(0.5):
+            n += 1
+            event = {
+                "log_type": "message",
+                "session_id": f"{self.prefix}-probe",
+                "sequence_number": n,
+                "event_id": f"{self.prefix}-probe-{n}",
+            }
+            sent = time.monotonic()
+            if requests.post(f"{self.url}/logger/insert", data=orjson.dumps(event), timeout=10).status_code != 202:
+                continue
+            while time.monotonic() - sent < 30:
+                if self.found(event["event_id"]):
+                    self.lags.append(time.monotonic() - sent)
+                    break
+                time.sleep(0.05)
+
+    def found(self, event_id: str) -> bool:
+        try:
+            result = self.es.search(
+                index=f"{self.prefix}-*", size=0, allow_no_indices=True, query={"ids": {"values": [event_id]}}
+            )
+        except ApiError:  # the day's index is being created
+            return False
+        return result["hits"]["total"]["value"] > 0
+
+    def p95(self) -> float | None:
+        if len(self.lags) < 2:
+            return self.lags[0] if self.lags else None
+        return statistics.quantiles(self.lags, n=20)[-1]
+
+
+def table(results: list[dict]) -> str:
+    head = (
+        "| run | backends | events/request | req/s | events/s | p50 ms | p99 ms | non-2xx | lost | duplicated "
+        "| drain s | lag p95 s | wrk CPU |"
+    )
+    rows = [head, "|" + "---|" * 13]
+    for r in results:
+        lag = f"{r['lag_p95_s']:.2f}" if r["lag_p95_s"] is not None else "-"
+        rows.append(
+            f"| {r['name']} | {r['backends']} | {r['batch']} | {r['requests_per_s']:,.0f} | "
+            f"{r['events_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['non_2xx'] + r['socket_errors']} | "
+            f"{r['lost']} | {r['duplicated']} | {r['drain_s']:.1f} | {lag} | {r['wrk_cpu_share']:.0%} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> int:
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="uqcrowd-bench-"))
+    bench = Bench(work)
+    results: list[dict] = []
+    try:
+        print(f"make bench: {CORES} vCPUs, N = {DEFAULT_N} backends by default, {DURATION} s per run", flush=True)
+        results.append(bench.run("(a) original: dev server, index per event", "index", DEFAULT_N))
+        results.append(bench.run("(a') original cache mode: dev server, LPUSH", "cache", DEFAULT_N))
+        for n in (1, 2, 4, 8):
+            results.append(bench.run(f"(b) stack N={n}, one event/request", "stack", n))
+        results.append(
+            bench.run(
+                f"(c) stack N={DEFAULT_N}, {TRACKER_BATCH} events/request", "stack", DEFAULT_N, batch=TRACKER_BATCH
+            )
+        )
+        top = max(r["requests_per_s"] for r in results if r["kind"] == "stack" and r["batch"] == 1)
+        connections = 16
+        delay_ms = max(0.0, connections * 1000 / (top / 2))
+        results.append(
+            bench.run(
+                f"(b) stack N={DEFAULT_N} at ~50% of top rate, {HALF_RATE_SECONDS} s",
+                "stack",
+                DEFAULT_N,
+                seconds=HALF_RATE_SECONDS,
+                connections=connections,
+                delay_ms=delay_ms,
+            )
+        )
+    finally:
+        bench.close()
+        shutil.rmtree(work, ignore_errors=True)
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": CORES,
+        "python": platform.python_version(),
+        "elasticsearch": bench.es_server.home.name,
+        "duration_s": DURATION,
+        "wall_s": time.monotonic() - started,
+        "results": results,
+    }
+    out = ROOT / "bench/results" / f"{datetime.now(UTC):%Y-%m-%d}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print()
+    print(table(results))
+    print(f"\n{len(results)} runs in {report['wall_s']:.0f} s; figures in {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Faults under steady load, on the deployed stack: nothing accepted may be lost or duplicated.
+
+Every case adds a row to the reliability table (tests/support/report.py writes it into the README).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.support.in_container import http, post_many
+from tests.support.report import record
+
+FRONT = "http://127.0.0.1:80/logger/insert"
+ES = "http://127.0.0.1:9200"
+LOADGEN = "/usr/local/bin/uqcrowd-loadgen.py"
+CONTAINER = "uqcrowd-stack"
+
+
+@pytest.fixture(scope="module")
+def elastic(host):
+    source = Path(__file__).resolve().parents[1] / "files" / "loadgen.py"
+    host.ansible("ansible.builtin.copy", f"src={source} dest={LOADGEN} mode=0755", check=False, become=False)
+    return ("elastic", host.file("/etc/elasticsearch/elastic-password").content_string.strip())
+
+
+def start_load(host, session: str, rate: int, seconds: int) -> None:
+    result = host.run(
+        f"systemd-run --unit=load-{session} --collect python3 {LOADGEN} {FRONT} {session} "
+        f"{rate} {seconds} /tmp/{session}.json"
+    )
+    assert result.rc == 0, result.stderr
+
+
+def load_result(host, session: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = host.file(f"/tmp/{session}.json")
+        if out.exists:
+            return json.loads(out.content_string)
+        time.sleep(1)
+    raise AssertionError(f"load generator {session} did not finish")
+
+
+def stored(host, elastic, session: str) -> list[int]:
+    """sequence_number of every document of the session (a duplicate appears twice)."""
+    index = f"uqcrowd-log-{datetime.now(UTC):%Y-%m-%d}"
+    http(host, "POST", f"{ES}/{index}/_refresh", auth=elastic)
+    status, result = http(
+        host,
+        "POST",
+        f"{ES}/{index}/_search",
+        {"query": {"term": {"session_id": session}}, "size": 10000, "_source": ["sequence_number"]},
+        auth=elastic,
+    )
+    return [h["_source"]["sequence_number"] for h in result["hits"]["hits"]] if status == 200 else []
+
+
+def wait_stored(host, elastic, session: str, accepted: list[int], timeout: float = 180) -> tuple[list[int], float]:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        docs = stored(host, elastic, session)
+        if set(accepted) <= set(docs):
+            return docs, time.monotonic() - started
+        time.sleep(1)
+    return stored(host, elastic, session), time.monotonic() - started
+
+
+def main_pid(host, unit: str) -> str:
+    return host.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+
+
+def verdict(load: dict, docs: list[int]) -> dict:
+    lost = len(set(load["accepted"]) - set(docs))
+    duplicated = len(docs) - len(set(docs))
+    failed = sum(load["failed"].values())
+    return {
+        "sent": load["sent"],
+        "failed": failed,
+        "accepted": len(load["accepted"]),
+        "lost": lost,
+        "duplicated": duplicated,
+        "failures": load["failed"],
+    }
+
+
+def test_sigkill_one_backend_under_load(host, elastic):
+    session = f"kill-backend-{uuid.uuid4().hex[:6]}"
+    before = main_pid(host, "uqcrowd-logger@5001")
+    start_load(host, session, rate=50, seconds=20)
+    time.sleep(5)
+    killed = time.monotonic()
+    assert host.run("systemctl kill -s KILL uqcrowd-logger@5001").rc == 0
+    while http(host, "GET", "http://127.0.0.1:5001/logger/ready")[0] != 200:
+        assert time.monotonic() - killed < 30, "systemd did not bring the backend back"
+        time.sleep(0.5)
+    recovery = time.monotonic() - killed
+    load = load_result(host, session)
+    docs, _ = wait_stored(host, elastic, session, load["accepted"])
+    row = verdict(load, docs)
+    record("SIGKILL one logger backend under 50 req/s", row, f"backend back in {recovery:.1f} s (systemd)")
+    assert main_pid(host, "uqcrowd-logger@5001") not in (before, "0")
+    assert row["failed"] <= 0.01 * row["sent"], row
+    assert row["lost"] == row["duplicated"] == 0, row
+
+
+def test_elasticsearch_stopped_for_60s_under_load(host, elastic):
+    session = f"es-down-{uuid.uuid4().hex[:6]}"
+    start_load(host, session, rate=50, seconds=75)
+    time.sleep(5)
+    assert host.run("systemctl stop elasticsearch").rc == 0
+    time.sleep(60)
+    assert host.run("systemctl start elasticsearch").rc == 0
+    restarted = time.monotonic()
+    load = load_result(host, session)
+    docs, _ = wait_stored(host, elastic, session, load["accepted"], timeout=300)
+    drained = time.monotonic() - restarted
+    row = verdict(load, docs)
+    record("Elasticsearch stopped 60 s under 50 req/s", row, f"backlog indexed {drained:.0f} s after restart")
+    assert row["failed"] == 0, row  # ingest goes on: events wait in Redis
+    assert row["lost"] == row["duplicated"] == 0, row
+
+
+def redis_cli(host, *args: str) -> str:
+    env = host.file("/etc/uqcrowd-log/logger.env").content_string
+    url = next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith("UQCROWD_REDIS_URL="))
+    return host.run("redis-cli -u %s --no-auth-warning " + " ".join(["%s"] * len(args)), url, *args).stdout.strip()
+
+
+def test_redis_restarted_keeps_queued_events(host, elastic):
+    session = f"redis-restart-{uuid.uuid4().hex[:6]}"
+    assert host.run("systemctl stop uqcrowd-indexer").rc == 0
+    try:
+        queued = post_many(host, FRONT, {"log_type": "message", "session_id": f"{session}-queued"}, 200)
+        assert queued == [202] * 200
+        depth = int(redis_cli(host, "xlen", "uqcrowd-log:events"))
+        start_load(host, session, rate=50, seconds=20)
+        time.sleep(5)
+        restarted = time.monotonic()
+        assert host.run("systemctl restart redis-server").rc == 0
+        while http(host, "GET", "http://127.0.0.1:5001/logger/ready")[0] != 200:
+            assert time.monotonic() - restarted < 30
+            time.sleep(0.2)
+        recovery = time.monotonic() - restarted
+        assert int(redis_cli(host, "xlen", "uqcrowd-log:events")) >= depth  # the append-only file kept them
+    finally:
+        assert host.run("systemctl start uqcrowd-indexer").rc == 0
+    load = load_result(host, session)
+    docs, _ = wait_stored(host, elastic, session, load["accepted"])
+    before_docs, _ = wait_stored(host, elastic, f"{session}-queued", list(range(200)))
+    row = verdict(load, docs)
+    assert set(load["failed"]) <= {"503"}, row  # during the gap: 503 with Retry-After, nothing else
+    record(
+        "Redis restarted under 50 req/s (200 events queued before)",
+        row,
+        f"backends ready {recovery:.1f} s after; {len(set(before_docs))}/200 queued events kept",
+    )
+    assert sorted(set(before_docs)) == list(range(200))
+    assert len(before_docs) == 200
+    assert row["lost"] == row["duplicated"] == 0, row
+
+
+def test_sigkill_indexer_mid_batch(host, elastic):
+    session = f"kill-indexer-{uuid.uuid4().hex[:6]}"
+    assert host.run("systemctl stop uqcrowd-indexer").rc == 0
+    statuses = []
+    for chunk in range(10):
+        events = [
+            {"log_type": "message", "session_id": session, "sequence_number": chunk * 500 + n} for n in range(500)
+        ]
+        statuses.append(http(host, "POST", FRONT, events, content_type="text/plain")[0])
+    assert statuses == [202] * 10
+    assert host.run("systemctl start uqcrowd-indexer").rc == 0
+    while not stored(host, elastic, session):
+        time.sleep(0.1)
+    killed = time.monotonic()
+    assert host.run("systemctl kill -s KILL uqcrowd-indexer").rc == 0
+    docs, _ = wait_stored(host, elastic, session, list(range(5000)))
+    row = verdict({"sent": 10, "accepted": list(range(5000)), "failed": {}}, docs)
+    row["sent"] = 5000
+    record(
+        "SIGKILL the indexer mid-batch (5,000 queued)",
+        row,
+        f"all indexed {time.monotonic() - killed:.0f} s after the kill (systemd restart)",
+    )
+    assert row["lost"] == row["duplicated"] == 0, row
+
+
+def test_everything_comes_back_after_a_reboot(host, elastic):
+    session = f"reboot-{uuid.uuid4().hex[:6]}"
+    rebooted = time.monotonic()
+    subprocess.run(["podman", "restart", "-t", "30", CONTAINER], check=True, capture_output=True, timeout=120)
+    units = [
+        "elasticsearch",
+        "redis-server",
+        "haproxy",
+        "uqcrowd-indexer",
+        "uqcrowd-logger@5001",
+        "uqcrowd-logger@5002",
+        "cron",
+    ]
+    while http(host, "GET", "http://127.0.0.1:80/logger/ready")[0] != 200:
+        assert time.monotonic() - rebooted < 180
+        time.sleep(1)
+    statuses = post_many(host, FRONT, {"log_type": "message", "session_id": session}, 50)
+    docs, _ = wait_stored(host, elastic, session, list(range(50)))
+    recovery = time.monotonic() - rebooted
+    row = verdict(
+        {
+            "sent": 50,
+            "accepted": [n for n, s in enumerate(statuses) if s == 202],
+            "failed": {str(s): 1 for s in statuses if s != 202},
+        },
+        docs,
+    )
+    record("Container restarted (all services, as after a reboot)", row, f"serving and indexing {recovery:.0f} s after")
+    for unit in units:
+        assert host.service(unit).is_enabled, unit
+        assert host.service(unit).is_running, unit
+    assert statuses == [202] * 50
+    assert row["lost"] == row["duplicated"] == 0, row

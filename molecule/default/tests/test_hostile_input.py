@@ -1,0 +1,130 @@
+"""Hostile input at the edge (through HAProxy as deployed): never a 5xx, a crash or a stuck backend."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+from tests.support.in_container import http
+from tests.support.report import record
+
+FRONT = "http://127.0.0.1:80/logger/insert"
+NORMAL = {"log_type": "message", "session_id": "after-hostile", "sequence_number": 0}
+
+_RAW = r"""
+import json, socket, sys, time
+payload, wait = json.loads(sys.argv[1])
+sock = socket.create_connection(("127.0.0.1", 80), timeout=30)
+started = time.monotonic()
+sock.sendall(payload.encode("latin-1"))
+if wait:
+    time.sleep(wait)
+    try:
+        sock.sendall(b"X-Slow: 1\r\n")
+    except OSError:
+        pass
+answer = b""
+try:
+    while chunk := sock.recv(65536):
+        answer += chunk
+        if b"\r\n\r\n" in answer:
+            break
+except OSError:
+    pass
+status = int(answer.split()[1]) if answer.startswith(b"HTTP/") else 0
+print(json.dumps([status, round(time.monotonic() - started, 1)]))
+"""
+
+
+def raw(host, payload: str, wait: float = 0) -> tuple[int, float]:
+    """Send raw bytes over one TCP connection; (status of the answer or 0 when closed, seconds)."""
+    result = host.run(f"python3 -c {shlex.quote(_RAW)} {shlex.quote(json.dumps([payload, wait]))}")
+    assert result.rc == 0, result.stderr
+    return tuple(json.loads(result.stdout))
+
+
+@pytest.fixture(scope="module")
+def pids(host):
+    return {
+        u: host.run(f"systemctl show -p MainPID --value {u}").stdout.strip()
+        for u in ("uqcrowd-logger@5001", "uqcrowd-logger@5002", "uqcrowd-indexer")
+    }
+
+
+def still_serving(host) -> int:
+    return http(host, "POST", FRONT, NORMAL, content_type="text/plain")[0]
+
+
+CASES = {
+    "malformed JSON": '{"log_type": "message", ',
+    "invalid UTF-8": '{"a": "\udcff\udcfe"}',  # lone surrogates: sent as the raw bytes ff fe
+    "JSON nested 10,000 deep": "[" * 10_000 + "]" * 10_000,
+    "huge number (1e400)": '{"log_type": "message", "x": 1e400}',
+    "NaN": '{"log_type": "message", "x": NaN}',
+    "duplicate keys": '{"log_type": "message", "log_type": "mouse_event", "session_id": "dup"}',
+    "integer beyond 64 bits": '{"log_type": "message", "sequence_number": 123456789012345678901234567890}',
+    "10,000 distinct field names": json.dumps({"log_type": "message", **{f"field_{n}": n for n in range(10_000)}}),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_hostile_body(host, pids, case):
+    status = http(host, "POST", FRONT, CASES[case], content_type="text/plain")[0]
+    after = still_serving(host)
+    record(
+        f"hostile: {case}",
+        {"sent": 1, "failed": 0 if status < 300 else 1, "accepted": int(status < 300), "lost": 0, "duplicated": 0},
+        f"answered {status}; next normal event {after}",
+    )
+    assert status < 500
+    assert after == 202
+
+
+def test_ten_thousand_field_names_do_not_grow_the_mapping(host):
+    password = host.file("/etc/elasticsearch/elastic-password").content_string.strip()
+    status, mapping = http(host, "GET", "http://127.0.0.1:9200/uqcrowd-log-*/_mapping", auth=("elastic", password))
+    assert status == 200
+    for index in mapping.values():
+        assert len(index["mappings"]["properties"]) < 20
+
+
+def test_body_over_the_limit_is_413_before_any_backend(host):
+    metrics = http(host, "GET", "http://127.0.0.1:5001/logger/metrics")[1]
+    status = http(host, "POST", FRONT, "x" * (2 * 1024 * 1024), content_type="text/plain")[0]
+    assert status == 413
+    assert http(host, "GET", "http://127.0.0.1:5001/logger/metrics")[1].count("body_too_large") == metrics.count(
+        "body_too_large"
+    )  # no backend counted it: HAProxy refused it
+    record(
+        "hostile: body of 2 MiB (limit 1 MiB)",
+        {"sent": 1, "failed": 1, "accepted": 0, "lost": 0, "duplicated": 0},
+        f"413 at HAProxy; next normal event {still_serving(host)}",
+    )
+
+
+def test_very_long_headers(host):
+    status, _ = raw(host, "POST /logger/insert HTTP/1.1\r\nHost: x\r\nX-Big: " + "a" * 100_000 + "\r\n\r\n")
+    assert status < 500
+    record(
+        "hostile: 100 kB header",
+        {"sent": 1, "failed": 1, "accepted": 0, "lost": 0, "duplicated": 0},
+        f"answered {status} by HAProxy; next normal event {still_serving(host)}",
+    )
+
+
+def test_slow_client_is_cut_by_timeout_http_request(host):
+    status, seconds = raw(host, "POST /logger/insert HTTP/1.1\r\nHost: x\r\n", wait=12)
+    assert status in (0, 408)
+    assert seconds < 20
+    record(
+        "hostile: slowloris (headers never finished)",
+        {"sent": 1, "failed": 1, "accepted": 0, "lost": 0, "duplicated": 0},
+        f"cut after {seconds:.0f} s (HTTP {status or 'closed'}); next normal event {still_serving(host)}",
+    )
+
+
+def test_no_process_crashed_or_restarted(host, pids):
+    for unit, pid in pids.items():
+        assert host.run(f"systemctl show -p MainPID --value {unit}").stdout.strip() == pid, unit

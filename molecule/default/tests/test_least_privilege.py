@@ -1,0 +1,67 @@
+"""Least privilege on the deployed stack: unprivileged users, hardened units, loopback, secrets in their place."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.support.in_container import listening
+from tests.support.report import record
+
+SECRETS_DIR = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "inventory" / ".secrets"
+ALLOWED = {
+    "redis-password": {"/etc/redis/redis.conf", "/etc/uqcrowd-log/logger.env"},
+    "writer-password": {"/etc/uqcrowd-log/logger.env", "/etc/uqcrowd-log/monitor.json"},
+}
+
+
+@pytest.mark.parametrize(
+    ("process", "user"),
+    [("java", "elasticsearch"), ("redis-server", "redis"), ("haproxy", "haproxy"), ("python", "uqcrowd")],
+)
+def test_services_run_unprivileged(host, process, user):
+    owners = set(host.run(f"ps -o user= -C {process}").stdout.split())
+    if process == "haproxy":
+        owners.discard("root")  # the master process only; its worker serves requests
+        assert owners == {"haproxy"}
+    else:
+        assert owners == {user}
+
+
+@pytest.mark.parametrize("unit", ["uqcrowd-logger@5001.service", "uqcrowd-indexer.service"])
+def test_hardened_units(host, unit):
+    text = host.run(f"systemd-analyze security {unit}").stdout
+    score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", text).group(1))
+    record(
+        f"least privilege: systemd-analyze security {unit}",
+        {"sent": 0, "failed": 0, "accepted": 0, "lost": 0, "duplicated": 0},
+        f"exposure {score} (limit 4.0)",
+    )
+    assert score <= 4.0
+
+
+def test_only_haproxy_listens_beyond_loopback(host):
+    public = {a for a in listening(host) if not a.startswith(("127.0.0.1:", "::1:"))}
+    assert public == {"*:80"}
+
+
+def test_redis_refuses_commands_without_password(host):
+    assert "NOAUTH" in host.run("redis-cli ping").stdout
+
+
+@pytest.mark.parametrize("secret", sorted(ALLOWED))
+def test_secrets_only_in_root_only_files(host, secret):
+    value = (SECRETS_DIR / secret).read_text().strip()
+    # The pattern is joined by the shell: the command line (which the journal records) never holds the secret.
+    half = len(value) // 2
+    search = f'a={value[:half]}; b={value[half:]}; grep -rlF -- "$a$b" /etc /opt /var/log /var/lib /tmp /usr/local /root'
+    found = set(host.run(search + " 2>/dev/null").stdout.split())
+    assert found == ALLOWED[secret]
+    for path in found:
+        f = host.file(path)
+        assert f.mode & 0o007 == 0, path
+    assert value not in host.run("ps -eo args").stdout
+    assert value not in host.run("journalctl --no-pager").stdout

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""UQCrowd-Log health checks, run by cron; Slack hears once per incident.
+
+    uqcrowd-check elasticsearch | logger | queue | dead-letters | indexer | disk  [...]
+
+Each check keeps its state in STATE_DIR/<check>.json. A message goes out when a check turns bad,
+as a reminder at most every REPEAT_MINUTES while it stays bad, and once when it recovers.
+Settings come from the root-only /etc/uqcrowd-log/monitor.json (see roles/monitoring).
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+CONFIG = Path(os.environ.get("UQCROWD_MONITOR_CONFIG", "/etc/uqcrowd-log/monitor.json"))
+Result = tuple[bool, str]  # (healthy, what was seen)
+
+
+def request(url: str, method: str = "GET", auth: tuple[str, str] | None = None, timeout: float = 10) -> tuple[int, str]:
+    req = urllib.request.Request(url, method=method)
+    if auth and auth[0]:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except (urllib.error.URLError, OSError) as exc:
+        return 0, str(getattr(exc, "reason", exc))  # status 0: nothing answered
+
+
+def metric(config: dict, name: str) -> float:
+    status, text = request(config["metrics_url"])
+    if status != 200:
+        raise ValueError(f"{config['metrics_url']} answered {status or 'nothing'}")
+    found = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
+    if not found:
+        raise ValueError(f"{name} missing from {config['metrics_url']}")
+    return float(found.group(1))
+
+
+def check_elasticsearch(config: dict, state: dict) -> Result:
+    status, text = request(f"{config['es_url']}/_cluster/health", auth=(config["es_username"], config["es_password"]))
+    if status == 0:
+        return False, f"Elasticsearch unreachable at {config['es_url']}: {text}"
+    if status != 200:
+        return False, f"Elasticsearch answered HTTP {status} at {config['es_url']}"
+    health = json.loads(text)["status"]
+    return health != "red", f"Elasticsearch cluster health is {health}"
+
+
+def check_logger(config: dict, state: dict) -> Result:
+    insert, _ = request(f"{config['logger_url']}/insert", method="HEAD")
+    ready, _ = request(f"{config['logger_url']}/ready")
+    seen = f"HEAD /logger/insert -> {insert} (want 405), GET /logger/ready -> {ready} (want 200)"
+    return insert == 405 and ready == 200, seen
+
+
+def check_queue(config: dict, state: dict) -> Result:
+    depth = metric(config, "uqcrowd_queue_depth")
+    return depth <= config["queue_threshold"], f"{depth:.0f} events queued (threshold {config['queue_threshold']})"
+
+
+def check_dead_letters(config: dict, state: dict) -> Result:
+    count = metric(config, "uqcrowd_dead_letter_depth")
+    before = state.get("dead_letters", count)
+    state["dead_letters"] = count
+    return count <= before, f"{count:.0f} events in the dead-letter list (was {before:.0f} at the last check)"
+
+
+def check_indexer(config: dict, state: dict) -> Result:
+    active = subprocess.run(["systemctl", "is-active", config["indexer_unit"]], capture_output=True, text=True)
+    return active.returncode == 0, f"{config['indexer_unit']} is {active.stdout.strip() or 'unknown'}"
+
+
+def check_disk(config: dict, state: dict) -> Result:
+    usage = shutil.disk_usage(config["disk_path"])
+    free = 100 * usage.free / usage.total
+    return free >= config["disk_min_free_percent"], (
+        f"{free:.1f}% free on {config['disk_path']} (minimum {config['disk_min_free_percent']}%)"
+    )
+
+
+CHECKS: dict[str, Callable[[dict, dict], Result]] = {
+    "elasticsearch": check_elasticsearch,
+    "logger": check_logger,
+    "queue": check_queue,
+    "dead-letters": check_dead_letters,
+    "indexer": check_indexer,
+    "disk": check_disk,
+}
+
+
+def notify(config: dict, message: str) -> bool:
+    sent = subprocess.run([config["notifier"]], input=message, text=True, capture_output=True, timeout=60)
+    if sent.returncode != 0:
+        print(f"uqcrowd-check: alert not sent: {sent.stderr.strip()}", file=sys.stderr)
+    return sent.returncode == 0
+
+
+def run(name: str, config: dict) -> int:
+    state_dir = Path(config["state_dir"])
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / f"{name}.json"
+    with open(state_dir / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two overlapping runs of one check would alert twice
+        state = json.loads(path.read_text()) if path.exists() else {}
+        try:
+            healthy, seen = CHECKS[name](config, state)
+        except (OSError, ValueError, KeyError) as exc:
+            healthy, seen = False, f"check could not run: {type(exc).__name__}: {exc}"
+        now, host = time.time(), socket.gethostname()
+        if not healthy:
+            if not state.get("bad"):
+                state.update(bad=True, since=now, alerted=0)
+            if now - state["alerted"] >= config["repeat_minutes"] * 60:
+                kind = "[STILL FAILING]" if state["alerted"] else "[WARNING]"
+                if notify(config, f"{kind} {host}: {name}: {seen}"):
+                    state["alerted"] = now
+        elif state.get("bad"):
+            minutes = (now - state["since"]) / 60
+            # An incident never announced (the alert failed) ends quietly; an announced one is taken back.
+            if not state["alerted"] or notify(config, f"[RECOVERED] {host}: {name}: {seen} (after {minutes:.0f} min)"):
+                state.update(bad=False, alerted=0)
+        state["last"] = {"at": now, "healthy": healthy, "seen": seen}
+        path.write_text(json.dumps(state))
+    print(f"{name}: {'ok' if healthy else 'BAD'}: {seen}")
+    return 0 if healthy else 1
+
+
+def main(argv: list[str]) -> int:
+    unknown = [name for name in argv if name not in CHECKS]
+    if not argv or unknown:
+        print(f"usage: uqcrowd-check {' | '.join(CHECKS)} ...  (unknown: {' '.join(unknown)})", file=sys.stderr)
+        return 2
+    config = json.loads(CONFIG.read_text())
+    return max(run(name, config) for name in argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
