@@ -45,7 +45,7 @@ HALF_RATE_SECONDS = int(os.environ.get("BENCH_HALF_RATE_SECONDS", "60"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 TRACKER_BATCH = 20  # logger.js sends up to FLUSH_EVENTS = 20 events per request
 CORES = os.cpu_count() or 1
-DEFAULT_N = max(2, CORES)  # the roles' default rule
+DEFAULT_N = max(2, 2 * CORES)  # the roles' default rule (roles/logger/defaults/main.yml)
 
 
 class SeedBackend(Process):

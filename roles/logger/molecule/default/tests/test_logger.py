@@ -13,7 +13,7 @@ from tests.support.in_container import http, listening, ports_of
 @pytest.fixture(scope="module")
 def ports(host):
     cores = int(host.run("nproc").stdout)
-    return list(range(5001, 5001 + max(2, cores)))
+    return list(range(5001, 5001 + max(2, 2 * cores)))
 
 
 def test_service_user_has_no_login_shell(host):
