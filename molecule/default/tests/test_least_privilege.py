@@ -14,7 +14,7 @@ from tests.support.report import record
 SECRETS_DIR = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "inventory" / ".secrets"
 ALLOWED = {
     "redis-password": {"/etc/redis/redis.conf", "/etc/uqcrowd-log/logger.env"},
-    "writer-password": {"/etc/uqcrowd-log/logger.env", "/etc/uqcrowd-log/monitor.json"},
+    "writer-password": {"/etc/uqcrowd-log/logger.env", "/etc/uqcrowd-monitor/monitor.json"},
 }
 
 

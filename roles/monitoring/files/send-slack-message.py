@@ -4,7 +4,7 @@
     echo "[WARNING] Elasticsearch Problem!" | /opt/tools/send-slack-message.py
 
 The webhook URL, channel, username and icon come from a root-only JSON file (never from the command
-line); it is /etc/uqcrowd-log/slack.json unless SLACK_CONFIG names another. Each try has a timeout;
+line); it is /etc/uqcrowd-monitor/slack.json unless SLACK_CONFIG names another. Each try has a timeout;
 a few tries with backoff; on failure one line on stderr and exit status 1.
 """
 
@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 
-CONFIG = os.environ.get("SLACK_CONFIG", "/etc/uqcrowd-log/slack.json")
+CONFIG = os.environ.get("SLACK_CONFIG", "/etc/uqcrowd-monitor/slack.json")
 TRIES = 3
 TIMEOUT_SECONDS = 5
 

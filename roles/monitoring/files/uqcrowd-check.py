@@ -5,7 +5,7 @@
 
 Each check keeps its state in STATE_DIR/<check>.json. A message goes out when a check turns bad,
 as a reminder at most every REPEAT_MINUTES while it stays bad, and once when it recovers.
-Settings come from the root-only /etc/uqcrowd-log/monitor.json (see roles/monitoring).
+Settings come from the root-only /etc/uqcrowd-monitor/monitor.json (see roles/monitoring).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-CONFIG = Path(os.environ.get("UQCROWD_MONITOR_CONFIG", "/etc/uqcrowd-log/monitor.json"))
+CONFIG = Path(os.environ.get("UQCROWD_MONITOR_CONFIG", "/etc/uqcrowd-monitor/monitor.json"))
 Result = tuple[bool, str]  # (healthy, what was seen)
 
 

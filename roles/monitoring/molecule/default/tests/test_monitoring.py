@@ -93,7 +93,7 @@ def test_notifier_fails_fast_and_loudly_without_the_webhook(host):
 
 
 def test_webhook_url_only_in_the_root_only_file(host):
-    config = host.file("/etc/uqcrowd-log/slack.json")
+    config = host.file("/etc/uqcrowd-monitor/slack.json")
     assert (config.user, config.group, config.mode) == ("root", "root", 0o600)
     assert SECRET in config.content_string
     # The pattern is joined by the shell: the command line (which the journal records) never holds the secret.
@@ -102,5 +102,5 @@ def test_webhook_url_only_in_the_root_only_file(host):
         f'a={SECRET[:half]}; b={SECRET[half:]}; grep -rlF "$a$b" /etc /opt /usr/local /var/log /var/lib '
         "/tmp --exclude-dir=webhook-receiver 2>/dev/null"
     ).stdout.split()
-    assert found == ["/etc/uqcrowd-log/slack.json"]
+    assert found == ["/etc/uqcrowd-monitor/slack.json"]
     assert SECRET not in host.run("journalctl --no-pager").stdout
