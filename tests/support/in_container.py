@@ -8,7 +8,9 @@ from typing import Any
 
 _CLIENT = r"""
 import base64, json, sys, urllib.request, urllib.error
-method, url, body, user, password, content_type = json.loads(sys.argv[1])
+method, url, body, user, password, content_type, expression = json.loads(sys.argv[1])
+if expression:  # a body too big for a command line is built here
+    body = eval(expression)
 data = body.encode("utf-8", "surrogateescape") if body is not None else None  # lone surrogates = raw bytes
 request = urllib.request.Request(url, method=method, data=data)
 request.add_header("Content-Type", content_type)
@@ -19,6 +21,8 @@ try:
         status, text = response.status, response.read().decode()
 except urllib.error.HTTPError as error:
     status, text = error.code, error.read().decode()
+except OSError as error:  # nothing answered: status 0
+    status, text = 0, str(getattr(error, "reason", error))
 print(json.dumps([status, text]))
 """
 
@@ -30,12 +34,15 @@ def http(
     body: Any = None,
     auth: tuple[str, str] | None = None,
     content_type: str = "application/json",
+    expression: str = "",
 ) -> tuple[int, Any]:
-    """(status, parsed JSON or text) of a request sent by python3 inside the container."""
+    """(status, parsed JSON or text) of a request sent by python3 inside the container (status 0: no answer).
+
+    `expression`: Python (json is imported) that builds a body too large for a command line."""
     if body is not None and not isinstance(body, str):
         body = json.dumps(body)
     user, password = auth or ("", "")
-    args = json.dumps([method, url, body, user, password, content_type])
+    args = json.dumps([method, url, body, user, password, content_type, expression])
     result = host.run(f"python3 -c {shlex.quote(_CLIENT)} {shlex.quote(args)}")
     assert result.rc == 0, result.stderr
     status, text = json.loads(result.stdout)
