@@ -128,9 +128,9 @@ def test_elasticsearch_stopped_for_60s_under_load(host, elastic):
 
 
 def redis_cli(host, *args: str) -> str:
-    env = host.file("/etc/uqcrowd-log/logger.env").content_string
-    url = next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith("UQCROWD_REDIS_URL="))
-    return host.run("redis-cli -u %s --no-auth-warning " + " ".join(["%s"] * len(args)), url, *args).stdout.strip()
+    """redis-cli with the service's password, read from its env file inside the container (never on a command line)."""
+    password = r"$(sed -n 's|^UQCROWD_REDIS_URL=redis://:\(.*\)@.*|\1|p' /etc/uqcrowd-log/logger.env)"
+    return host.run(f'REDISCLI_AUTH="{password}" redis-cli ' + " ".join(["%s"] * len(args)), *args).stdout.strip()
 
 
 def test_redis_restarted_keeps_queued_events(host, elastic):
