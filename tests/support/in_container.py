@@ -1,9 +1,10 @@
-"""Helpers for testinfra tests: HTTP requests made from inside the container under test."""
+"""Helpers for testinfra tests: requests made from inside a container under test, and what it runs."""
 
 from __future__ import annotations
 
 import json
 import shlex
+from datetime import UTC, datetime
 from typing import Any
 
 _CLIENT = r"""
@@ -50,6 +51,48 @@ def http(
         return status, json.loads(text)
     except ValueError:
         return status, text
+
+
+def session_documents(
+    host: Any, es_url: str, auth: tuple[str, str], session_id: str, fields: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The `_source` (or only `fields`) of every document of one session in today's index; [] if none yet."""
+    index = f"{es_url}/uqcrowd-log-{datetime.now(UTC):%Y-%m-%d}"
+    http(host, "POST", f"{index}/_refresh", auth=auth)
+    query: dict[str, Any] = {"query": {"term": {"session_id": session_id}}, "size": 10000}
+    if fields is not None:
+        query["_source"] = fields
+    status, result = http(host, "POST", f"{index}/_search", query, auth=auth)
+    return [hit["_source"] for hit in result["hits"]["hits"]] if status == 200 else []
+
+
+def haproxy_servers(host: Any) -> list[str]:
+    """The `server` lines of the host's haproxy.cfg."""
+    lines = host.file("/etc/haproxy/haproxy.cfg").content_string.splitlines()
+    return [line.strip() for line in lines if line.strip().startswith("server ")]
+
+
+def running_backends(host: Any) -> list[str]:
+    """The running uqcrowd-logger@PORT.service units, sorted."""
+    result = host.run("systemctl list-units --state=running --plain --no-legend 'uqcrowd-logger@*'")
+    return sorted(line.split()[0] for line in result.stdout.splitlines() if line.strip())
+
+
+def assert_backend_count(lb: Any, loggers: Any, count: int) -> None:
+    """HAProxy on `lb` has `count` server lines; `loggers` runs exactly backends 5001.. of that count."""
+    assert len(haproxy_servers(lb)) == count
+    assert running_backends(loggers) == [f"uqcrowd-logger@{5001 + n}.service" for n in range(count)]
+    assert not loggers.service(f"uqcrowd-logger@{5001 + count}").is_enabled
+
+
+def post_with_one_backend_stopped(loggers: Any, client: Any, url: str, session: str, count: int) -> list[int]:
+    """Stop the first running backend on `loggers`, POST `count` events from `client`, start it again."""
+    first = running_backends(loggers)[0]
+    assert loggers.run(f"systemctl stop {first}").rc == 0
+    try:
+        return post_many(client, url, {"log_type": "message", "session_id": session}, count)
+    finally:
+        assert loggers.run(f"systemctl start {first}").rc == 0
 
 
 def listening(host: Any) -> set[str]:

@@ -9,12 +9,11 @@ import json
 import subprocess
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from tests.support.in_container import http, post_many
+from tests.support.in_container import http, post_many, session_documents
 from tests.support.report import record
 
 FRONT = "http://127.0.0.1:80/logger/insert"
@@ -50,16 +49,7 @@ def load_result(host, session: str, timeout: float = 120) -> dict:
 
 def stored(host, elastic, session: str) -> list[int]:
     """sequence_number of every document of the session (a duplicate appears twice)."""
-    index = f"uqcrowd-log-{datetime.now(UTC):%Y-%m-%d}"
-    http(host, "POST", f"{ES}/{index}/_refresh", auth=elastic)
-    status, result = http(
-        host,
-        "POST",
-        f"{ES}/{index}/_search",
-        {"query": {"term": {"session_id": session}}, "size": 10000, "_source": ["sequence_number"]},
-        auth=elastic,
-    )
-    return [h["_source"]["sequence_number"] for h in result["hits"]["hits"]] if status == 200 else []
+    return [doc["sequence_number"] for doc in session_documents(host, ES, elastic, session, ["sequence_number"])]
 
 
 def wait_stored(host, elastic, session: str, accepted: list[int], timeout: float = 180) -> tuple[list[int], float]:

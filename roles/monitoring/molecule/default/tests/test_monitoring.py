@@ -33,6 +33,13 @@ def test_cron_entries_keep_the_original_schedules(host):
     assert host.service("cron").is_running
 
 
+def test_job_errors_go_to_the_journal_not_to_a_mail_server(host):
+    jobs = [line for line in host.file("/etc/cron.d/uqcrowd-log").content_string.splitlines() if " root " in line]
+    assert len(jobs) == 3
+    assert all(job.endswith("2>&1 >/dev/null | systemd-cat -t uqcrowd-monitor") for job in jobs)
+    assert not host.package("exim4-base").is_installed
+
+
 def test_everything_up_sends_nothing(host):
     result = check(host, "elasticsearch", "logger", "queue", "dead-letters", "indexer", "disk")
     assert result.rc == 0, result.stdout + result.stderr

@@ -1,0 +1,109 @@
+"""site.yml on three hosts: lb (HAProxy), app (backends, indexer, monitors), data (Redis, Elasticsearch).
+
+Every request crosses the private network: client -> lb -> app -> data."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from tests.support.in_container import (
+    assert_backend_count,
+    haproxy_servers,
+    http,
+    listening,
+    ports_of,
+    post_with_one_backend_stopped,
+    running_backends,
+)
+from tests.support.in_container import session_documents as documents
+from tests.support.playbook import converge
+
+_REDIS_PING = (
+    "import socket, sys; s = socket.create_connection((sys.argv[1], 6379), 5); "
+    "s.sendall(b'PING\\r\\n'); print(s.recv(200).decode().strip())"
+)
+
+
+def front(addresses) -> str:
+    return f"http://{addresses['lb']}:80/logger"
+
+
+def es(addresses) -> str:
+    return f"http://{addresses['data']}:9200"
+
+
+def wait_documents(data, addresses, elastic, session: str, count: int, timeout: float = 10) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while len(docs := documents(data, es(addresses), elastic, session)) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return docs
+
+
+def test_each_host_runs_only_its_part(lb, app, data):
+    assert lb.service("haproxy").is_running
+    assert app.service("uqcrowd-logger@5001").is_running
+    assert app.service("uqcrowd-indexer").is_running
+    assert data.service("redis-server").is_running
+    assert data.service("elasticsearch").is_running
+    for host, absent in [(lb, ["redis-server", "java", "python3"]), (app, ["redis-server", "java", "haproxy"])]:
+        for process in absent:
+            assert host.run(f"pgrep -x {process}").rc == 1, f"{process} on {host.backend.host}"
+    assert data.run("pgrep -x haproxy").rc == 1
+    assert not data.file("/opt/uqcrowd-log").exists
+
+
+def test_an_event_from_another_host_is_stored_with_the_callers_address(app, data, addresses, elastic):
+    session = f"mh-{uuid.uuid4().hex[:8]}"
+    event = {"log_type": "message", "session_id": session, "sequence_number": 0, "content": {"message": "hi"}}
+    answer = http(app, "POST", f"{front(addresses)}/insert", event, content_type="text/plain")
+    assert answer == (202, {"accepted": 1})
+    docs = wait_documents(data, addresses, elastic, session, 1)
+    assert [d["content"] for d in docs] == [{"message": "hi"}]
+    # HAProxy's X-Forwarded-For is trusted because lb is a trusted proxy: the caller, not HAProxy, is recorded.
+    assert docs[0]["client_ip"] == addresses["app"]
+
+
+def test_get_on_insert_through_haproxy_is_405(app, addresses):
+    assert http(app, "GET", f"{front(addresses)}/insert")[0] == 405
+
+
+def test_backends_listen_on_the_private_address_and_haproxy_sees_them_up(lb, app, addresses):
+    assert ports_of(listening(app), 5001) == {addresses["app"]}
+    status, csv = http(lb, "GET", "http://127.0.0.1:8404/;csv")
+    assert status == 200
+    rows = [line.split(",") for line in csv.splitlines() if line.startswith("loggers,uqcrowd-mh-app-")]
+    assert len(rows) == len(running_backends(app)) >= 2
+    assert {row[17] for row in rows} == {"UP"}
+
+
+def test_redis_listens_on_the_private_address_and_refuses_commands_without_password(app, data, addresses):
+    assert ports_of(listening(data), 6379) == {"127.0.0.1", addresses["data"]}
+    answer = app.run(f'python3 -c "{_REDIS_PING}" {addresses["data"]}')
+    assert answer.rc == 0, answer.stderr
+    assert answer.stdout.startswith("-NOAUTH")
+
+
+def test_elasticsearch_listens_on_the_private_address_and_refuses_anonymous_requests(app, data, addresses):
+    assert ports_of(listening(data), 9200) == {addresses["data"]}
+    assert http(app, "GET", f"{es(addresses)}/_cluster/health")[0] == 401
+
+
+def test_monitors_on_the_logger_host_reach_elasticsearch_and_redis(app):
+    result = app.run("/usr/local/bin/uqcrowd-check elasticsearch logger queue dead-letters indexer")
+    assert result.rc == 0, result.stdout + result.stderr
+
+
+def test_with_one_backend_stopped_100_requests_all_succeed(app, data, addresses, elastic):
+    session = f"mh-stopped-{uuid.uuid4().hex[:8]}"
+    assert post_with_one_backend_stopped(app, app, f"{front(addresses)}/insert", session, 100) == [202] * 100
+    assert len(wait_documents(data, addresses, elastic, session, 100)) == 100
+
+
+def test_backend_count_on_the_logger_host_drives_haproxy_on_the_lb_host(lb, app, addresses):
+    converge(uqcrowd_backend_count="3")
+    assert_backend_count(lb, app, 3)
+    assert [line.split()[2] for line in haproxy_servers(lb)] == [f"{addresses['app']}:{p}" for p in (5001, 5002, 5003)]
+    converge(uqcrowd_backend_count="2")
+    assert_backend_count(lb, app, 2)
+    assert http(app, "GET", f"{front(addresses)}/insert")[0] == 405

@@ -1,0 +1,21 @@
+"""site.yml run again by a Molecule test, on the scenario's own inventory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+SITE = Path(__file__).resolve().parents[2] / "site.yml"
+
+
+def converge(**extra: str) -> None:
+    """Run site.yml with extra variables; fail on an error or on any generated secret in Ansible's -v output."""
+    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SITE), "-v"]
+    for key, value in extra.items():
+        command += ["-e", f"{key}={value}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    secrets = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / ".secrets"
+    for secret in secrets.iterdir():
+        assert secret.read_text().strip() not in result.stdout + result.stderr, secret.name
