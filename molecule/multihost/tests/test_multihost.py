@@ -89,9 +89,28 @@ def test_elasticsearch_listens_on_the_private_address_and_refuses_anonymous_requ
     assert http(app, "GET", f"{es(addresses)}/_cluster/health")[0] == 401
 
 
-def test_monitors_on_the_logger_host_reach_elasticsearch_and_redis(app):
-    result = app.run("/usr/local/bin/uqcrowd-check elasticsearch logger queue dead-letters indexer")
-    assert result.rc == 0, result.stdout + result.stderr
+def cron_checks(host) -> list[str]:
+    """What each job of the host's /etc/cron.d/uqcrowd-log runs (without its output redirection)."""
+    cron = host.file("/etc/cron.d/uqcrowd-log")
+    lines = cron.content_string.splitlines() if cron.exists else []
+    return [line.split(" root ", 1)[1].split(" 2>&1")[0] for line in lines if " root " in line]
+
+
+def test_each_host_monitors_what_concerns_it(lb, app, data):
+    assert cron_checks(lb) == []
+    assert cron_checks(app) == [
+        "/opt/uqcrowd-log/start.sh",
+        "/usr/local/bin/uqcrowd-check elasticsearch",
+        "/usr/local/bin/uqcrowd-check logger queue dead-letters indexer",
+    ]
+    assert cron_checks(data) == ["/usr/local/bin/uqcrowd-check disk"]
+
+
+def test_monitors_reach_elasticsearch_and_redis_across_hosts(app, data):
+    for host, checks in [(app, cron_checks(app)[1:]), (data, cron_checks(data))]:
+        for command in checks:
+            result = host.run(command)
+            assert result.rc == 0, f"{command}: {result.stdout}{result.stderr}"
 
 
 def test_with_one_backend_stopped_100_requests_all_succeed(app, data, addresses, elastic):
