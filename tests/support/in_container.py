@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,6 +65,16 @@ def session_documents(
         query["_source"] = fields
     status, result = http(host, "POST", f"{index}/_search", query, auth=auth)
     return [hit["_source"] for hit in result["hits"]["hits"]] if status == 200 else []
+
+
+def wait_documents(
+    host: Any, es_url: str, auth: tuple[str, str], session_id: str, count: int, timeout: float = 10
+) -> list[dict[str, Any]]:
+    """The session's documents once there are at least `count`, or what is there after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while len(docs := session_documents(host, es_url, auth, session_id)) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return docs
 
 
 def haproxy_servers(host: Any) -> list[str]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 
-from tests.support.in_container import assert_backend_count, http, post_with_one_backend_stopped, session_documents
+from tests.support.in_container import assert_backend_count, http, post_with_one_backend_stopped, wait_documents
 from tests.support.playbook import converge
 
 FRONT = "http://127.0.0.1:80/logger"
@@ -19,17 +18,11 @@ def elastic(host):
     return ("elastic", host.file("/etc/elasticsearch/elastic-password").content_string.strip())
 
 
-def search(host, elastic, session_id: str) -> list[dict]:
-    return session_documents(host, ES, elastic, session_id)
-
-
 def test_an_event_posted_through_haproxy_is_in_todays_index_within_10s(host, elastic):
     session = f"stack-{uuid.uuid4().hex[:8]}"
     event = {"log_type": "message", "session_id": session, "sequence_number": 0, "content": {"message": "hi"}}
     assert http(host, "POST", f"{FRONT}/insert", event, content_type="text/plain") == (202, {"accepted": 1})
-    deadline = time.monotonic() + 10
-    while not (docs := search(host, elastic, session)) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    docs = wait_documents(host, ES, elastic, session, 1)
     assert [d["content"] for d in docs] == [{"message": "hi"}]
     assert docs[0]["client_ip"] == "127.0.0.1"
 
@@ -41,10 +34,7 @@ def test_get_on_insert_through_haproxy_is_405(host):
 def test_with_one_backend_stopped_100_requests_all_succeed(host, elastic):
     session = f"stopped-{uuid.uuid4().hex[:8]}"
     assert post_with_one_backend_stopped(host, host, f"{FRONT}/insert", session, 100) == [202] * 100
-    deadline = time.monotonic() + 10
-    while len(search(host, elastic, session)) < 100 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert len(search(host, elastic, session)) == 100
+    assert len(wait_documents(host, ES, elastic, session, 100)) == 100
 
 
 def test_backend_count_grows_and_shrinks_in_both_roles(host):

@@ -4,7 +4,6 @@ Every request crosses the private network: client -> lb -> app -> data."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from tests.support.in_container import (
@@ -15,8 +14,8 @@ from tests.support.in_container import (
     ports_of,
     post_with_one_backend_stopped,
     running_backends,
+    wait_documents,
 )
-from tests.support.in_container import session_documents as documents
 from tests.support.playbook import converge
 
 _REDIS_PING = (
@@ -31,13 +30,6 @@ def front(addresses) -> str:
 
 def es(addresses) -> str:
     return f"http://{addresses['data']}:9200"
-
-
-def wait_documents(data, addresses, elastic, session: str, count: int, timeout: float = 10) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while len(docs := documents(data, es(addresses), elastic, session)) < count and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return docs
 
 
 def test_each_host_runs_only_its_part(lb, app, data):
@@ -58,7 +50,7 @@ def test_an_event_from_another_host_is_stored_with_the_callers_address(app, data
     event = {"log_type": "message", "session_id": session, "sequence_number": 0, "content": {"message": "hi"}}
     answer = http(app, "POST", f"{front(addresses)}/insert", event, content_type="text/plain")
     assert answer == (202, {"accepted": 1})
-    docs = wait_documents(data, addresses, elastic, session, 1)
+    docs = wait_documents(data, es(addresses), elastic, session, 1)
     assert [d["content"] for d in docs] == [{"message": "hi"}]
     # HAProxy's X-Forwarded-For is trusted because lb is a trusted proxy: the caller, not HAProxy, is recorded.
     assert docs[0]["client_ip"] == addresses["app"]
@@ -116,7 +108,7 @@ def test_monitors_reach_elasticsearch_and_redis_across_hosts(app, data):
 def test_with_one_backend_stopped_100_requests_all_succeed(app, data, addresses, elastic):
     session = f"mh-stopped-{uuid.uuid4().hex[:8]}"
     assert post_with_one_backend_stopped(app, app, f"{front(addresses)}/insert", session, 100) == [202] * 100
-    assert len(wait_documents(data, addresses, elastic, session, 100)) == 100
+    assert len(wait_documents(data, es(addresses), elastic, session, 100)) == 100
 
 
 def test_backend_count_on_the_logger_host_drives_haproxy_on_the_lb_host(lb, app, addresses):
