@@ -4,9 +4,15 @@
 # root, no systemd on the host, cgroup v1 (hybrid), no CAP_SYS_RESOURCE,
 # no container registry reachable (image is built locally with debootstrap).
 #
-# Usage:  scripts/prepare-molecule-host.sh                  # packages + host fixes + base image
+# Ansible reaches the containers over SSH with pipelining (one round trip per task; the podman
+# connection needs five `podman exec` per task): the image carries openssh-server, not started, and
+# the public half of a key made here; .config/molecule/config.yml runs `sshd -i` through `podman exec`
+# (which first makes /run/sshd: right after a container restart, systemd may not have yet).
+#
+# Usage:  scripts/prepare-molecule-host.sh                  # packages + host fixes + SSH key + base image
 #         REBUILD_IMAGE=1 scripts/prepare-molecule-host.sh  # force a fresh debootstrap image
 # Env:    IMAGE=localhost/debian12-systemd:latest  EXTRA_PKGS=openjdk-17-jre-headless,...
+#         SSH_KEY=~/.cache/uqcrowd-log/molecule-ssh/id_ed25519 (the key the scenarios log in with)
 #         MIRROR / SECURITY_MIRROR default to the URIs in /etc/apt/sources.list.d/debian.sources
 set -euo pipefail
 
@@ -14,6 +20,7 @@ IMAGE="${IMAGE:-localhost/debian12-systemd:latest}"
 MIRROR="${MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}"
 SECURITY_MIRROR="${SECURITY_MIRROR:-$(awk '/^URIs:/{u=$2} END{print u}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}"
 WORK="${WORK:-/var/tmp/molecule-runtime}"
+SSH_KEY="${SSH_KEY:-$HOME/.cache/uqcrowd-log/molecule-ssh/id_ed25519}"
 # Baked in only to save each converge a download; the roles still install them themselves.
 EXTRA_PKGS="${EXTRA_PKGS:-openjdk-17-jre-headless,python3-venv}"
 
@@ -23,9 +30,9 @@ t0=$SECONDS
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 
 # ---------------------------------------------------------------- 1. packages
-log "1/5 apt packages"
+log "1/6 apt packages"
 PKGS=(podman crun conmon netavark aardvark-dns iptables debootstrap uidmap
-      slirp4netns fuse-overlayfs python3-venv)
+      slirp4netns fuse-overlayfs python3-venv openssh-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -43,7 +50,7 @@ fi
 #   "crun: cgroups in hybrid mode not supported, drop all controllers from cgroupv2"
 # On this kernel hugetlb is not mounted as v1, so it sits on cgroup2
 # (/sys/fs/cgroup/unified). Mounting it as a v1 hierarchy moves it off v2.
-log "2/5 cgroup v1/v2 hybrid fix"
+log "2/6 cgroup v1/v2 hybrid fix"
 U=/sys/fs/cgroup/unified
 if [ -f "$U/cgroup.controllers" ]; then
   for c in $(cat "$U/cgroup.controllers"); do
@@ -63,7 +70,7 @@ fi
 # own RLIMIT_NPROC hard limit to 32768 first, so crun fails with
 #   "crun: setrlimit `RLIMIT_NPROC`: Operation not permitted" (or RLIMIT_NOFILE).
 # Pin both to values that are <= what crun inherits.
-log "3/5 podman default_ulimits"
+log "3/6 podman default_ulimits"
 nofile=$(ulimit -Hn); [ "$nofile" = unlimited ] && nofile=1048576
 nproc=$(ulimit -Hu);  { [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ]; } && nproc=32768
 mkdir -p /etc/containers/containers.conf.d
@@ -77,13 +84,20 @@ default_ulimits = [
 EOF
 cat /etc/containers/containers.conf.d/50-molecule-runtime.conf
 
-# ------------------------------------------------------------- 4. base image
-log "4/5 base image $IMAGE"
-built_with="$(podman image inspect --format '{{ index .Config.Labels "uqcrowd.extra-pkgs" }}' "$IMAGE" 2>/dev/null || true)"
-if [ -n "${REBUILD_IMAGE:-}" ] || ! podman image exists "$IMAGE" || [ "$built_with" != "$EXTRA_PKGS" ]; then
+# ------------------------------------------------------------- 4. SSH key
+log "4/6 SSH key $SSH_KEY"
+mkdir -p -m 0700 "$(dirname "$SSH_KEY")"
+[ -f "$SSH_KEY" ] || ssh-keygen -q -t ed25519 -N '' -C uqcrowd-log-molecule -f "$SSH_KEY"
+key_id="$(ssh-keygen -l -f "$SSH_KEY.pub" | awk '{print $2}')"
+echo "$key_id"
+
+# ------------------------------------------------------------- 5. base image
+log "5/6 base image $IMAGE"
+built_for="$(podman image inspect --format '{{ index .Config.Labels "uqcrowd.built-for" }}' "$IMAGE" 2>/dev/null || true)"
+if [ -n "${REBUILD_IMAGE:-}" ] || ! podman image exists "$IMAGE" || [ "$built_for" != "$EXTRA_PKGS $key_id" ]; then
   ROOTFS="$WORK/rootfs"
   rm -rf "$ROOTFS"; mkdir -p "$WORK"
-  INCLUDE="systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,procps,ca-certificates${EXTRA_PKGS:+,$EXTRA_PKGS}"
+  INCLUDE="systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,procps,ca-certificates,openssh-server${EXTRA_PKGS:+,$EXTRA_PKGS}"
   s=$SECONDS
   debootstrap --variant=minbase --include="$INCLUDE" bookworm "$ROOTFS" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
     || { tail -30 "$WORK/debootstrap.log"; exit 1; }
@@ -97,14 +111,17 @@ EOF
   # fresh machine-id per container (systemd generates it at boot)
   : > "$ROOTFS/etc/machine-id"; rm -f "$ROOTFS/var/lib/dbus/machine-id"
   # units that are useless in a container or that grab the dpkg lock mid-converge
+  # (ssh: Ansible starts `sshd -i` through `podman exec`; nothing listens on port 22)
   for u in apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer \
-           e2scrub_reap.service fstrim.timer getty@tty1.service systemd-pstore.service; do
+           e2scrub_reap.service fstrim.timer getty@tty1.service systemd-pstore.service ssh.service ssh.socket; do
     chroot "$ROOTFS" systemctl disable "$u" >/dev/null 2>&1 || true
   done
   for u in getty.target console-getty.service systemd-remount-fs.service dev-hugepages.mount \
            sys-fs-fuse-connections.mount; do
     chroot "$ROOTFS" systemctl mask "$u" >/dev/null 2>&1
   done
+  install -d -m 0700 "$ROOTFS/root/.ssh"
+  install -m 0600 "$SSH_KEY.pub" "$ROOTFS/root/.ssh/authorized_keys"
   chroot "$ROOTFS" apt-get clean
   rm -rf "$ROOTFS"/var/lib/apt/lists/*
   # make apt's cache look stale so `apt: update_cache=true cache_valid_time=N` really updates
@@ -113,7 +130,7 @@ EOF
   s=$SECONDS
   tar -C "$ROOTFS" -c . | podman import \
       --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL=SIGRTMIN+3' \
-      --change 'ENV container=podman' --change "LABEL uqcrowd.extra-pkgs=$EXTRA_PKGS" - "$IMAGE"
+      --change 'ENV container=podman' --change "LABEL uqcrowd.built-for=$EXTRA_PKGS $key_id" - "$IMAGE"
   echo "podman import: $((SECONDS - s))s"
   rm -rf "$ROOTFS"
 else
@@ -121,7 +138,7 @@ else
 fi
 
 # ------------------------------------------------------------ 5. smoke test
-log "5/5 smoke test: boot systemd in a container"
+log "6/6 smoke test: boot systemd in a container"
 name="mr-smoke-$$"
 podman rm -f "$name" >/dev/null 2>&1 || true
 podman run -d --name "$name" --systemd=always "$IMAGE" /sbin/init >/dev/null
@@ -132,7 +149,12 @@ for _ in $(seq 1 30); do
 done
 echo "systemctl is-system-running: $state"
 [ "$state" = running ] || { podman exec "$name" systemctl --failed --no-pager || true; }
+login="$(ssh -i "$SSH_KEY" -o "ProxyCommand=podman exec -i %h /bin/sh -c 'mkdir -p /run/sshd && exec /usr/sbin/sshd -i'" \
+         -o StrictHostKeyChecking=no \
+         -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes root@"$name" whoami 2>&1 || true)"
+echo "ssh through podman exec: $login"
 podman rm -f -t 5 "$name" >/dev/null
 [ "$state" = running ] || { echo "systemd did not reach 'running'" >&2; exit 1; }
+[ "$login" = root ] || { echo "cannot log in over SSH" >&2; exit 1; }
 
 log "done in $((SECONDS - t0))s. Molecule scenarios can now use image $IMAGE"

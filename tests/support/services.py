@@ -184,8 +184,8 @@ class LoggerProcess(Process):
         return {"env": {**os.environ, **self.env}}
 
     def ready(self) -> bool:
-        if self.what != "backend":
-            return True
+        if self.what != "backend":  # the indexer logs "started" once its signal handlers are in place
+            return " started: " in self.log.read_text(errors="replace")
         return requests.get(f"{self.url}/logger/health", timeout=2).status_code == 200
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from tests.support.in_container import (
     assert_backend_count,
     haproxy_servers,
@@ -111,10 +113,11 @@ def test_with_one_backend_stopped_100_requests_all_succeed(app, data, addresses,
     assert len(wait_documents(data, es(addresses), elastic, session, 100)) == 100
 
 
+@pytest.mark.timeout(600)  # two converges of the logger and lb plays: 72 s on this machine
 def test_backend_count_on_the_logger_host_drives_haproxy_on_the_lb_host(lb, app, addresses):
-    converge(uqcrowd_backend_count="3")
+    converge("logger,haproxy", uqcrowd_backend_count="3")
     assert_backend_count(lb, app, 3)
     assert [line.split()[2] for line in haproxy_servers(lb)] == [f"{addresses['app']}:{p}" for p in (5001, 5002, 5003)]
-    converge(uqcrowd_backend_count="2")
+    converge("logger,haproxy", uqcrowd_backend_count="2")
     assert_backend_count(lb, app, 2)
     assert http(app, "GET", f"{front(addresses)}/insert")[0] == 405
