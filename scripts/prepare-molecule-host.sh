@@ -137,7 +137,7 @@ else
   echo "image exists (REBUILD_IMAGE=1 to rebuild)"
 fi
 
-# ------------------------------------------------------------ 5. smoke test
+# ------------------------------------------------------------ 6. smoke test
 log "6/6 smoke test: boot systemd in a container"
 name="mr-smoke-$$"
 podman rm -f "$name" >/dev/null 2>&1 || true
