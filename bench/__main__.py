@@ -167,7 +167,7 @@ class Bench:
             "UQCROWD_INDEX_PREFIX": prefix,
             "UQCROWD_REDIS_PREFIX": prefix,
             "UQCROWD_INDEXER_CONSUMER": "bench",
-            "UQCROWD_QUEUE_HIGH_WATER": "100000000",
+            "UQCROWD_QUEUE_HIGH_WATER_BYTES": str(8 * 1024**3),
         }
 
     def stored(self, prefix: str) -> tuple[int, int]:

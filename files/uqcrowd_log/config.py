@@ -34,6 +34,13 @@ def _list(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, default).split(",") if item.strip())
 
 
+def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in _list(env, name, default))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the backends and the indexer need; defaults work on one host."""
@@ -50,7 +57,10 @@ class Settings:
     max_batch: int = 500
     max_body_bytes: int = 1024 * 1024
     max_depth: int = 20
-    queue_high_water: int = 1_000_000
+    queue_high_water_bytes: int = 256 * 1024 * 1024
+    dead_letter_max: int = 100_000
+    quarantine_max: int = 10_000
+    metrics_allowed: tuple[Network, ...] = ()
     retry_after_seconds: int = 5
     allowed_origins: tuple[str, ...] = ("*",)
     trusted_proxies: tuple[Network, ...] = ()
@@ -69,12 +79,6 @@ class Settings:
         mode = env.get("UQCROWD_MODE", "queue").strip() or "queue"
         if mode not in ("queue", "direct"):
             raise ConfigError(f"UQCROWD_MODE={mode!r} must be 'queue' or 'direct'")
-        try:
-            proxies = tuple(
-                ipaddress.ip_network(p, strict=False) for p in _list(env, "UQCROWD_TRUSTED_PROXIES", "127.0.0.1,::1")
-            )
-        except ValueError as exc:
-            raise ConfigError(f"UQCROWD_TRUSTED_PROXIES: {exc}") from None
         return cls(
             mode=mode,  # type: ignore[arg-type]
             redis_url=env.get("UQCROWD_REDIS_URL", cls.redis_url),
@@ -88,10 +92,13 @@ class Settings:
             max_batch=_int(env, "UQCROWD_MAX_BATCH", cls.max_batch, 1),
             max_body_bytes=_int(env, "UQCROWD_MAX_BODY_BYTES", cls.max_body_bytes, 1),
             max_depth=_int(env, "UQCROWD_MAX_DEPTH", cls.max_depth, 2),
-            queue_high_water=_int(env, "UQCROWD_QUEUE_HIGH_WATER", cls.queue_high_water, 1),
+            queue_high_water_bytes=_int(env, "UQCROWD_QUEUE_HIGH_WATER_BYTES", cls.queue_high_water_bytes, 1),
+            dead_letter_max=_int(env, "UQCROWD_DEAD_LETTER_MAX", cls.dead_letter_max, 1),
+            quarantine_max=_int(env, "UQCROWD_QUARANTINE_MAX", cls.quarantine_max, 1),
+            metrics_allowed=_networks(env, "UQCROWD_METRICS_ALLOWED", "127.0.0.1,::1"),
             retry_after_seconds=_int(env, "UQCROWD_RETRY_AFTER_SECONDS", cls.retry_after_seconds, 1),
             allowed_origins=_list(env, "UQCROWD_ALLOWED_ORIGINS", "*"),
-            trusted_proxies=proxies,
+            trusted_proxies=_networks(env, "UQCROWD_TRUSTED_PROXIES", "127.0.0.1,::1"),
             bind_host=env.get("UQCROWD_BIND", cls.bind_host),
             threads=_int(env, "UQCROWD_THREADS", cls.threads, 1),
             indexer_batch_events=_int(env, "UQCROWD_INDEXER_BATCH_EVENTS", cls.indexer_batch_events, 1),

@@ -20,11 +20,35 @@ class StoreUnavailable(Exception):
     """Elasticsearch did not answer, or answered that it cannot take writes now."""
 
 
+class ConfigurationFault(StoreUnavailable):
+    """Elasticsearch refuses these credentials, rights or indices: retrying will not help until an
+    operator fixes the set-up, and the events are not at fault."""
+
+
+class BatchRefused(Exception):
+    """Elasticsearch refused the bulk request as a whole (413 over http.max_content_length, a 400):
+    one of its events is the cause, and the request must be split to find it."""
+
+
+# Per-event answers that say the set-up is wrong, not the event (401/403: credentials or rights,
+# 404: the index cannot be created, a closed index).
+CONFIGURATION_ERRORS = ("index_closed_exception", "index_not_found_exception", "security_exception")
+
+
 @dataclass
 class BulkOutcome(Generic[K]):
     done: list[K] = field(default_factory=list)  # stored now, or already stored by an earlier try
     retry: list[K] = field(default_factory=list)  # Elasticsearch was busy: send again later
     rejected: list[tuple[K, str]] = field(default_factory=list)  # refused for its content
+    faults: list[tuple[K, str]] = field(default_factory=list)  # refused for the set-up: keep, alert
+
+    def merge(self, other: BulkOutcome[K]) -> BulkOutcome[K]:
+        return BulkOutcome(
+            self.done + other.done,
+            self.retry + other.retry,
+            self.rejected + other.rejected,
+            self.faults + other.faults,
+        )
 
 
 def connect(settings: Settings) -> Elasticsearch:
@@ -52,8 +76,15 @@ def bulk_create(client: Elasticsearch, prefix: str, items: Sequence[tuple[K, Pre
         lines.append(orjson.dumps({"create": {"_index": index_name(prefix, event.day), "_id": event.event_id}}))
         lines.append(event.document)
     try:
-        response = client.bulk(operations=lines)
-    except (elastic_transport.TransportError, ApiError) as exc:
+        response = client.bulk(operations=lines, filter_path="errors,items.*.status,items.*.error")
+    except ApiError as exc:
+        status = exc.meta.status
+        if status in (401, 403):
+            raise ConfigurationFault(_one_line(exc)) from None
+        if status in (400, 413):
+            raise BatchRefused(f"HTTP {status}, the request refused whole: {_one_line(exc)}") from None
+        raise StoreUnavailable(_one_line(exc)) from None
+    except elastic_transport.TransportError as exc:
         raise StoreUnavailable(_one_line(exc)) from None
     for (key, _), result in zip(items, response["items"], strict=True):
         status = result["create"]["status"]
@@ -63,8 +94,24 @@ def bulk_create(client: Elasticsearch, prefix: str, items: Sequence[tuple[K, Pre
             outcome.retry.append(key)
         else:
             error = result["create"].get("error", {})
-            outcome.rejected.append((key, f"{status} {error.get('type', '')}: {error.get('reason', '')}"))
+            why = f"{status} {error.get('type', '')}: {error.get('reason', '')}"
+            if status in (401, 403, 404) or error.get("type") in CONFIGURATION_ERRORS:
+                outcome.faults.append((key, why))
+            else:
+                outcome.rejected.append((key, why))
     return outcome
+
+
+def bulk_create_split(client: Elasticsearch, prefix: str, items: Sequence[tuple[K, Prepared]]) -> BulkOutcome[K]:
+    """bulk_create, halving a request Elasticsearch refuses whole until the event at fault stands
+    alone: it alone is rejected (with the reason), every other event is stored."""
+    try:
+        return bulk_create(client, prefix, items)
+    except BatchRefused as exc:
+        if len(items) == 1:
+            return BulkOutcome(rejected=[(items[0][0], f"refused alone: {exc}")])
+    half = len(items) // 2
+    return bulk_create_split(client, prefix, items[:half]).merge(bulk_create_split(client, prefix, items[half:]))
 
 
 def ping(client: Elasticsearch) -> bool:

@@ -1,24 +1,47 @@
-"""Turn a request body into events ready to store: parse, validate, stamp, identify."""
+"""Turn a request body into events ready to store: parse, validate each event, stamp, identify."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 MAX_ID_BYTES = 512  # Elasticsearch's limit for a document _id
+MAX_QUARANTINED_BYTES = 64 * 1024  # what is kept of one refused event
+# The index day follows the event's own browser_time when that is plausible: a retry, however late,
+# then lands in the same daily index as the first try. Outside this window the server's day is used.
+DAY_FROM_BROWSER_BEFORE = timedelta(days=7)
+DAY_FROM_BROWSER_AFTER = timedelta(days=1)
 
 
 class BadInput(Exception):
-    """The body cannot be accepted; `reason` is the metrics label, the message one line."""
+    """The body as a whole cannot be accepted; `reason` is the metrics label, the message one line."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """One event of a batch refused on its own: where it was, why, and what was sent."""
+
+    position: int
+    reason: str
+    message: str
+    raw: bytes
+
+
+@dataclass(slots=True)
+class Batch:
+    """The valid events of a body (in order) and the refused ones."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    invalid: list[Invalid] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +53,9 @@ class Prepared:
     document: bytes
 
 
-def parse_events(body: bytes, max_batch: int, max_depth: int) -> list[dict[str, Any]]:
-    """One JSON event object, or an array of 1..max_batch of them; anything else is BadInput."""
+def parse_batch(body: bytes, max_batch: int, max_depth: int) -> Batch:
+    """One JSON event object, or an array of 1..max_batch of them. A body that is not that is
+    BadInput; inside a batch, each event is valid or refused on its own."""
     if not body.strip():
         raise BadInput("empty", "request body is empty")
     try:
@@ -43,13 +67,27 @@ def parse_events(body: bytes, max_batch: int, max_depth: int) -> list[dict[str, 
         raise BadInput("empty", "the batch holds no events")
     if len(events) > max_batch:
         raise BadInput("batch_too_large", f"a batch holds at most {max_batch} events, got {len(events)}")
+    batch = Batch()
     for position, event in enumerate(events):
-        if not isinstance(event, dict):
-            raise BadInput("not_event", f"event {position} is not a JSON object")
-        if _depth(event) > max_depth:
-            raise BadInput("too_deep", f"event {position} is nested deeper than {max_depth} levels")
-        _check_event_id(event.get("event_id"), position)
-    return events
+        problem = _problem(event, max_depth)
+        if problem is None:
+            batch.events.append(event)
+        else:
+            reason, message = problem
+            raw = orjson.dumps(event)[:MAX_QUARANTINED_BYTES]
+            batch.invalid.append(Invalid(position, reason, f"event {position}: {message}", raw))
+    return batch
+
+
+def _problem(event: Any, max_depth: int) -> tuple[str, str] | None:
+    if not isinstance(event, dict):
+        return "not_event", "not a JSON object"
+    if _depth(event) > max_depth:
+        return "too_deep", f"nested deeper than {max_depth} levels"
+    event_id = event.get("event_id")
+    if event_id is not None and not (isinstance(event_id, str) and 0 < len(event_id.encode()) <= MAX_ID_BYTES):
+        return "bad_event_id", f"event_id must be a string of 1..{MAX_ID_BYTES} bytes"
+    return None
 
 
 def _depth(value: Any) -> int:
@@ -63,31 +101,54 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _check_event_id(event_id: Any, position: int) -> None:
-    if event_id is None:
-        return
-    if not isinstance(event_id, str) or not event_id or len(event_id.encode()) > MAX_ID_BYTES:
-        raise BadInput("bad_event_id", f"event {position}: event_id must be a string of 1..{MAX_ID_BYTES} bytes")
-
-
 def document_id(event: dict[str, Any]) -> str:
-    """The client's event_id, else a hash of the event's identity, else a random id."""
+    """The same id for every try of one event, different ids for different events.
+
+    A client's event_id counts within its session (two pages may both number events 1, 2 ...);
+    without one, the event's identity (session, sequence number, type, browser time) is hashed;
+    without that either, the id is random."""
+    session = event.get("session_id")
     if event.get("event_id"):
-        return str(event["event_id"])
-    session, sequence = event.get("session_id"), event.get("sequence_number")
-    if session not in (None, "") and sequence is not None:
-        identity = orjson.dumps([session, sequence, event.get("log_type"), event.get("browser_time")])
-        return hashlib.sha256(identity).hexdigest()[:40]
-    return uuid.uuid4().hex
+        identity = orjson.dumps(["event_id", "" if session is None else str(session), event["event_id"]])
+    elif session not in (None, "") and event.get("sequence_number") is not None:
+        identity = orjson.dumps([session, event["sequence_number"], event.get("log_type"), event.get("browser_time")])
+    else:
+        return uuid.uuid4().hex
+    return hashlib.sha256(identity).hexdigest()[:40]
 
 
-def prepare(events: list[dict[str, Any]], now: datetime, client_ip: str) -> list[Prepared]:
-    """Stamp every event with server_time (UTC, ISO 8601), client_ip and its document id."""
+def browser_datetime(value: Any) -> datetime | None:
+    """browser_time as sent (ISO 8601 with an offset, or epoch milliseconds) in UTC; None if neither."""
+    try:
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value)
+            return parsed.astimezone(UTC) if parsed.tzinfo else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
+def index_day(event: dict[str, Any], now: datetime) -> str:
+    """The UTC day of the event's browser_time if it lies within a week before to a day after the
+    server's clock (a retry keeps its day), else the server's UTC day."""
+    moment = browser_datetime(event.get("browser_time"))
+    if moment is None or not now - DAY_FROM_BROWSER_BEFORE <= moment <= now + DAY_FROM_BROWSER_AFTER:
+        moment = now
+    return moment.strftime("%Y-%m-%d")
+
+
+def prepare(events: list[dict[str, Any]], now: datetime, client_ip: str | None) -> list[Prepared]:
+    """Stamp every event with server_time (UTC, ISO 8601), client_ip (None: not stored) and its id."""
     server_time = now.isoformat(timespec="milliseconds")
-    day = now.strftime("%Y-%m-%d")
     prepared = []
     for event in events:
         event_id = document_id(event)
-        document = {**event, "event_id": event_id, "server_time": server_time, "client_ip": client_ip}
-        prepared.append(Prepared(event_id, day, orjson.dumps(document)))
+        document = {**event, "event_id": event_id, "server_time": server_time}
+        if event.get("event_id"):
+            document["client_event_id"] = event["event_id"]
+        if client_ip is not None:
+            document["client_ip"] = client_ip
+        prepared.append(Prepared(event_id, index_day(event, now), orjson.dumps(document)))
     return prepared

@@ -1,14 +1,19 @@
 """The indexer: moves queued events from Redis into Elasticsearch, at least once, never twice.
 
 Loop: take a batch (first what this consumer still holds from before a crash, then entries idle
-at a dead consumer, then new ones), bulk-create it, acknowledge what Elasticsearch confirmed,
-dead-letter what it refused for its content, and keep the rest for the next try with capped
-exponential backoff. SIGTERM lets the current step finish; unacknowledged entries stay in
-Redis and are re-delivered to the next indexer.
+at a dead consumer, then new ones; never more than the byte cap), bulk-create it, acknowledge
+what Elasticsearch confirmed, dead-letter what it refused for its content (a request refused
+whole is split until the event at fault stands alone), and keep the rest for the next try with
+capped exponential backoff. While it waits, it keeps its entries claimed so that no other
+indexer takes them. A configuration fault (credentials, rights, a closed or missing index) or
+a full dead-letter list pauses indexing, is reported to the monitoring through Redis, and
+loses nothing. SIGTERM lets the current step finish; unacknowledged entries stay in Redis and
+are re-delivered to the next indexer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -19,8 +24,8 @@ from elasticsearch import Elasticsearch
 
 from . import elastic, redis_queue
 from .config import Settings
-from .elastic import StoreUnavailable, bulk_create
-from .redis_queue import Entry, EventQueue
+from .elastic import ConfigurationFault, StoreUnavailable, bulk_create_split
+from .redis_queue import DeadLettersFull, Entry, EventQueue
 
 log = logging.getLogger("uqcrowd_log.indexer")
 
@@ -37,6 +42,16 @@ class Backoff:
 
     def reset(self) -> None:
         self.delay = 0.0
+
+
+def within_bytes(entries: list[Entry], cap: int) -> list[Entry]:
+    """The first entries whose documents fit in `cap` bytes (always at least one)."""
+    size = 0
+    for position, entry in enumerate(entries):
+        size += entry.size
+        if size > cap and position > 0:
+            return entries[:position]
+    return entries
 
 
 class Indexer:
@@ -57,10 +72,11 @@ class Indexer:
         while not self.stopping.is_set():
             try:
                 self.step()
-            except (redis.RedisError, StoreUnavailable) as exc:
+            except (redis.RedisError, StoreUnavailable, DeadLettersFull) as exc:
                 self.group_ready = self.group_ready and not isinstance(exc, redis.RedisError)
-                self._problem(f"{type(exc).__name__}: {exc}")
-                self.stopping.wait(self.backoff.next())
+                fault = isinstance(exc, ConfigurationFault | DeadLettersFull)
+                self._problem(f"{type(exc).__name__}: {exc}", fault)
+                self._wait(self.backoff.next())
         log.info("indexer stopped; %d unconfirmed events stay queued for the next start", len(self.held))
 
     def step(self) -> None:
@@ -72,17 +88,20 @@ class Indexer:
             self.held = self._next_batch()
         if not self.held:
             return
-        outcome = bulk_create(self.client, self.settings.index_prefix, [(e, e.event) for e in self.held])
+        outcome = bulk_create_split(self.client, self.settings.index_prefix, [(e, e.event) for e in self.held])
         self.queue.ack(outcome.done)
-        self.queue.dead_letter(
-            [(e.event, err) for e, err in outcome.rejected], [e.stream_id for e, _ in outcome.rejected]
-        )
-        for entry, error in outcome.rejected:
-            log.warning("dead-lettered event %s: %s", entry.event.event_id, error)
-        self.held = outcome.retry
-        if outcome.retry:
+        self.held = outcome.retry + [e for e, _ in outcome.faults] + [e for e, _ in outcome.rejected]
+        if outcome.rejected:
+            self.queue.dead_letter([(e.event, err) for e, err in outcome.rejected], [e for e, _ in outcome.rejected])
+            self.held = self.held[: len(self.held) - len(outcome.rejected)]
+            for entry, error in outcome.rejected:
+                log.warning("dead-lettered event %s: %s", entry.event.event_id, error)
+        if outcome.faults:
+            self._problem(f"elasticsearch refuses the set-up: {outcome.faults[0][1]}", fault=True)
+            self._wait(self.backoff.next())
+        elif outcome.retry:
             self._problem(f"elasticsearch asked to retry {len(outcome.retry)} events")
-            self.stopping.wait(self.backoff.next())
+            self._wait(self.backoff.next())
         else:
             self._recovered()
 
@@ -91,7 +110,7 @@ class Indexer:
         batch = self.queue.read(consumer, s.indexer_batch_events, None, held=True)
         batch = batch or self.queue.claim_idle(consumer, s.indexer_claim_idle_ms, s.indexer_batch_events)
         if batch:
-            return batch
+            return within_bytes(batch, s.indexer_batch_bytes)  # the rest stays ours: read again as held
         size, deadline = 0, None
         while len(batch) < s.indexer_batch_events and size < s.indexer_batch_bytes and not self.stopping.is_set():
             wait_ms = 1000 if deadline is None else int((deadline - time.monotonic()) * 1000)
@@ -101,19 +120,37 @@ class Indexer:
             if not got:
                 break
             batch += got
-            size += sum(len(e.event.document) for e in got)
+            size += sum(e.size for e in got)
             if deadline is None:
                 deadline = time.monotonic() + s.indexer_linger_ms / 1000
-        return batch
+        return within_bytes(batch, s.indexer_batch_bytes)
 
-    def _problem(self, what: str) -> None:
+    def _wait(self, seconds: float) -> None:
+        """Sleep (until stopped), renewing the claim on held entries well before another indexer
+        could take them as abandoned."""
+        renew = self.settings.indexer_claim_idle_ms / 3000
+        deadline = time.monotonic() + seconds
+        while not self.stopping.is_set():
+            if self.held:
+                with contextlib.suppress(redis.RedisError):  # Redis down: nobody can claim them either
+                    self.queue.touch(self.settings.indexer_consumer, self.held)
+            left = deadline - time.monotonic()
+            if left <= 0 or self.stopping.wait(min(left, renew)):
+                return
+
+    def _problem(self, what: str, fault: bool = False) -> None:
         if self.trouble is None:
             log.warning("indexing paused, events stay in Redis: %s", what)
         self.trouble = what
+        if fault:
+            with contextlib.suppress(redis.RedisError):
+                self.queue.report_fault(self.settings.indexer_consumer, what)
 
     def _recovered(self) -> None:
         if self.trouble is not None:
             log.info("indexing resumed after: %s", self.trouble)
+            with contextlib.suppress(redis.RedisError):
+                self.queue.clear_fault(self.settings.indexer_consumer)
         self.trouble = None
         self.backoff.reset()
 
@@ -124,8 +161,7 @@ class Indexer:
 def main(settings: Settings | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings or Settings.from_env()
-    queue = redis_queue.EventQueue(redis_queue.connect(settings.redis_url), settings.redis_prefix)
-    indexer = Indexer(settings, queue, elastic.connect(settings))
+    indexer = Indexer(settings, redis_queue.open_queue(settings), elastic.connect(settings))
     signal.signal(signal.SIGTERM, indexer.stop)
     signal.signal(signal.SIGINT, indexer.stop)
     indexer.run()

@@ -26,6 +26,8 @@ class QueueCollector:
         try:
             counters = self.queue.counters()
             depth, dead, lag = self.queue.depth(), self.queue.dead_letter_depth(), self.queue.oldest_age_seconds()
+            queued_bytes, quarantined = self.queue.queued_bytes(), self.queue.quarantine_depth()
+            faults = self.queue.indexer_faults()
         except redis.RedisError:
             up.add_metric([], 0)
             yield up
@@ -40,15 +42,32 @@ class QueueCollector:
                 "dead_lettered",
                 "Events Elasticsearch refused, kept in the dead-letter list",
             ),
+            ("uqcrowd_events_quarantined", "quarantined", "Invalid events of a batch, refused and kept aside"),
+            ("uqcrowd_events_replayed", "replayed", "Dead-lettered events put back in the queue"),
         ):
             yield CounterMetricFamily(name, text, value=counters.get(key, 0))
-        rejected = CounterMetricFamily("uqcrowd_requests_rejected", "Requests refused, by reason", labels=["reason"])
+        rejected = CounterMetricFamily(
+            "uqcrowd_requests_rejected", "Requests or events refused, by reason", labels=["reason"]
+        )
         for key, value in sorted(counters.items()):
             if key.startswith(REJECTED):
                 rejected.add_metric([key.removeprefix(REJECTED)], value)
         yield rejected
         yield GaugeMetricFamily("uqcrowd_queue_depth", "Events waiting for Elasticsearch", value=depth)
+        yield GaugeMetricFamily("uqcrowd_queue_bytes", "Bytes of the queued events", value=queued_bytes)
         yield GaugeMetricFamily("uqcrowd_dead_letter_depth", "Events in the dead-letter list", value=dead)
+        yield GaugeMetricFamily(
+            "uqcrowd_dead_letter_limit",
+            "Events the dead-letter list holds before indexing pauses",
+            value=self.queue.dead_letter_max,
+        )
+        yield GaugeMetricFamily("uqcrowd_quarantine_depth", "Events in the quarantine list", value=quarantined)
+        paused = GaugeMetricFamily(
+            "uqcrowd_indexer_fault", "1 per indexer paused by a fault an operator must fix", labels=["consumer", "what"]
+        )
+        for consumer, what in sorted(faults.items()):
+            paused.add_metric([consumer, what], 1)
+        yield paused
         yield GaugeMetricFamily("uqcrowd_indexer_lag_seconds", "Age of the oldest event not yet indexed", value=lag)
 
 

@@ -8,9 +8,9 @@ from typing import Protocol
 import redis
 from elasticsearch import Elasticsearch
 
-from .elastic import StoreUnavailable, bulk_create, ping
+from .elastic import StoreUnavailable, bulk_create_split, ping
 from .events import Prepared
-from .redis_queue import EventQueue
+from .redis_queue import DeadLettersFull, EventQueue
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +24,13 @@ class Sink(Protocol):
 
 
 class QueueSink:
-    def __init__(self, queue: EventQueue, high_water: int) -> None:
+    def __init__(self, queue: EventQueue, high_water_bytes: int) -> None:
         self.queue = queue
-        self.high_water = high_water
+        self.high_water_bytes = high_water_bytes
 
     def put(self, events: list[Prepared]) -> None:
         try:
-            self.queue.put(events, self.high_water)
+            self.queue.put(events, self.high_water_bytes)
         except redis.RedisError as exc:
             raise StoreUnavailable(f"redis: {exc}") from None
 
@@ -50,14 +50,16 @@ class DirectSink:
         self.queue = queue  # for counters and the dead-letter list
 
     def put(self, events: list[Prepared]) -> None:
-        outcome = bulk_create(self.client, self.index_prefix, [(e, e) for e in events])
+        outcome = bulk_create_split(self.client, self.index_prefix, [(e, e) for e in events])
+        if outcome.faults:
+            raise StoreUnavailable(f"elasticsearch refuses the set-up: {outcome.faults[0][1]}")
         if outcome.retry:
             raise StoreUnavailable(f"elasticsearch is busy: {len(outcome.retry)} events not stored")
         try:
             self.queue.dead_letter(outcome.rejected)
             self.queue.count("accepted", len(events))
             self.queue.count("indexed", len(outcome.done))
-        except redis.RedisError as exc:
+        except (redis.RedisError, DeadLettersFull) as exc:
             for event, error in outcome.rejected:
                 log.error("dead letter not recorded (%s): %s %s", exc, error, event.document[:1000])
 

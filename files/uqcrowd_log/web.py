@@ -15,9 +15,9 @@ from werkzeug.exceptions import HTTPException
 from . import elastic, redis_queue
 from .config import Settings
 from .elastic import StoreUnavailable
-from .events import BadInput, parse_events, prepare
+from .events import BadInput, Invalid, parse_batch, prepare
 from .metrics import render
-from .proxies import client_ip
+from .proxies import client_ip, within
 from .redis_queue import EventQueue, QueueFull
 from .sinks import DirectSink, QueueSink, Sink
 
@@ -51,25 +51,41 @@ def _error(status: int, message: str, reason: str | None = None) -> Response:
 
 @api.post("/insert")
 def insert() -> Response:
+    """Store the valid events of a batch, quarantine the invalid ones, and say how many of each."""
     settings = _settings()
     try:
-        events = parse_events(request.get_data(cache=False), settings.max_batch, settings.max_depth)
+        batch = parse_batch(request.get_data(cache=False), settings.max_batch, settings.max_depth)
     except BadInput as exc:
         return _error(400, str(exc), exc.reason)
-    peer = request.remote_addr or ""
-    prepared = prepare(
-        events, datetime.now(UTC), client_ip(peer, request.headers.get("X-Forwarded-For"), settings.trusted_proxies)
-    )
-    try:
-        _sink().put(prepared)
-    except QueueFull as exc:
-        return _error(503, str(exc), "queue_full")
-    except StoreUnavailable as exc:
-        log.warning("store unavailable: %s", exc)
-        return _error(503, "the event store is unavailable, retry later", "store_unavailable")
-    response = jsonify(accepted=len(prepared))
-    response.status_code = 202
+    now = datetime.now(UTC)
+    ip = client_ip(request.remote_addr or "", request.headers.get("X-Forwarded-For"), settings.trusted_proxies)
+    prepared = prepare(batch.events, now, ip)
+    if prepared:
+        try:
+            _sink().put(prepared)
+        except QueueFull as exc:
+            return _error(503, str(exc), "queue_full")
+        except StoreUnavailable as exc:
+            log.warning("store unavailable: %s", exc)
+            return _error(503, "the event store is unavailable, retry later", "store_unavailable")
+    if batch.invalid:
+        _quarantine(batch.invalid, now.isoformat(timespec="milliseconds"), ip)
+    body: dict[str, object] = {"accepted": len(prepared), "rejected": len(batch.invalid)}
+    if batch.invalid:
+        body["errors"] = [{"index": bad.position, "reason": bad.reason, "error": bad.message} for bad in batch.invalid]
+    if not prepared:
+        body["error"] = batch.invalid[0].message
+    response = jsonify(body)
+    response.status_code = 202 if prepared else 400
     return response
+
+
+def _quarantine(invalid: list[Invalid], received: str, ip: str) -> None:
+    try:
+        _queue().quarantine(invalid, received, ip)
+    except redis.RedisError as exc:  # the answer still tells the client; the server log keeps the events
+        for bad in invalid:
+            log.error("quarantine not recorded (%s): %s %s", exc, bad.message, bad.raw[:1000])
 
 
 @api.get("/health")
@@ -86,14 +102,32 @@ def ready() -> Response:
 
 @api.get("/metrics")
 def metrics() -> Response:
+    """For the operator's monitoring: refused to any client outside UQCROWD_METRICS_ALLOWED, judged by
+    its real address (through trusted proxies), whatever path encoding got the request here."""
+    settings = _settings()
+    ip = client_ip(request.remote_addr or "", request.headers.get("X-Forwarded-For"), settings.trusted_proxies)
+    if not within(ip, settings.metrics_allowed):
+        return _error(403, "metrics are only served to the monitoring hosts")
     return Response(render(_queue()), mimetype=CONTENT_TYPE_LATEST)
 
 
 @api.get("/logger.js")
-@api.get("/fingerprint.js")
 def tracker() -> Response:
-    response = send_from_directory(STATIC, Path(request.path).name, mimetype="text/javascript", max_age=300)
+    """The tracker, told this server's limits (rendered once at start-up)."""
+    response = Response(current_app.extensions["uqcrowd"]["tracker"], mimetype="text/javascript")
+    response.cache_control.public = True
+    response.cache_control.max_age = 300
     return response
+
+
+@api.get("/fingerprint.js")
+def fingerprint() -> Response:
+    return send_from_directory(STATIC, "fingerprint.js", mimetype="text/javascript", max_age=300)
+
+
+def render_tracker(settings: Settings) -> bytes:
+    limits = f'{{"maxBatch": {settings.max_batch}, "maxBytes": {settings.max_body_bytes}}}'
+    return (STATIC / "logger.js").read_bytes().replace(b"/*SERVER_LIMITS*/null", limits.encode())
 
 
 def _cors(response: Response) -> Response:
@@ -122,15 +156,16 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def create_app(settings: Settings, sink: Sink | None = None, queue: EventQueue | None = None) -> Flask:
-    queue = queue or EventQueue(redis_queue.connect(settings.redis_url), settings.redis_prefix)
+    queue = queue or redis_queue.open_queue(settings)
     if sink is None:
         if settings.mode == "direct":
             sink = DirectSink(elastic.connect(settings), settings.index_prefix, queue)
         else:
-            sink = QueueSink(queue, settings.queue_high_water)
+            sink = QueueSink(queue, settings.queue_high_water_bytes)
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.extensions["uqcrowd"] = {"settings": settings, "sink": sink, "queue": queue}
+    tracker_script = render_tracker(settings)
+    app.extensions["uqcrowd"] = {"settings": settings, "sink": sink, "queue": queue, "tracker": tracker_script}
     app.register_blueprint(api)
     app.after_request(_cors)
     app.register_error_handler(HTTPException, _http_error)

@@ -108,7 +108,7 @@ def env_of(settings: Settings, es_url: str = "") -> dict[str, str]:
         "UQCROWD_INDEXER_CONSUMER": settings.indexer_consumer,
         "UQCROWD_INDEXER_LINGER_MS": str(settings.indexer_linger_ms),
         "UQCROWD_INDEXER_BACKOFF_MAX_SECONDS": str(int(settings.indexer_backoff_max_seconds)),
-        "UQCROWD_QUEUE_HIGH_WATER": str(settings.queue_high_water),
+        "UQCROWD_QUEUE_HIGH_WATER_BYTES": str(settings.queue_high_water_bytes),
     }
 
 

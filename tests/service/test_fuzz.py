@@ -1,4 +1,4 @@
-"""Property-based fuzzing of POST /logger/insert: never a 5xx, never a partial store."""
+"""Property-based fuzzing of POST /logger/insert: never a 5xx; each event stored or quarantined, never both."""
 
 from __future__ import annotations
 
@@ -35,13 +35,16 @@ FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
 @given(
     body=bodies, content_type=st.sampled_from(["text/plain", "application/json", "application/x-www-form-urlencoded"])
 )
-def test_any_body_is_either_fully_stored_or_refused(client, queue: EventQueue, body: bytes, content_type: str):
-    before = queue.depth()
+def test_every_event_is_either_stored_or_quarantined(client, queue: EventQueue, body: bytes, content_type: str):
+    before, quarantined_before = queue.depth(), queue.quarantine_depth()
     response = client.post("/logger/insert", data=body, content_type=content_type)
     assert response.status_code in (202, 400, 413), response.get_data()
-    stored = queue.depth() - before
+    answer = response.get_json()
+    stored, quarantined = queue.depth() - before, queue.quarantine_depth() - quarantined_before
     if response.status_code == 202:
-        assert stored == response.get_json()["accepted"] >= 1
+        assert stored == answer["accepted"] >= 1
+        assert quarantined == answer["rejected"]
     else:
         assert stored == 0
-        assert "\n" not in response.get_json()["error"]
+        assert quarantined == answer.get("rejected", 0)
+        assert "\n" not in answer["error"]

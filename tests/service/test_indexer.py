@@ -13,11 +13,15 @@ import redis
 import requests
 
 from tests.service.conftest import env_of
-from tests.support.services import wait_until
+from tests.support.services import RedisServer, wait_until
+from uqcrowd_log.events import Prepared
+
+# The browser time of every test event: the index day follows it (so does today_index).
+BROWSER_TIME = datetime.now(UTC)
 
 
 def today_index(settings) -> str:
-    return f"{settings.index_prefix}-{datetime.now(UTC):%Y-%m-%d}"
+    return f"{settings.index_prefix}-{BROWSER_TIME:%Y-%m-%d}"
 
 
 def event(n: int, session: str = "s1", **extra) -> dict:
@@ -25,7 +29,7 @@ def event(n: int, session: str = "s1", **extra) -> dict:
         "log_type": "message",
         "sequence_number": n,
         "session_id": session,
-        "browser_time": "2026-11-28T01:02:03Z",
+        "browser_time": BROWSER_TIME.isoformat(timespec="milliseconds"),
         "content": {"message": f"event {n}"},
         **extra,
     }
@@ -207,3 +211,116 @@ def test_entry_point_rejects_bad_ports(port_arg):
     result = subprocess.run([sys.executable, str(LOGGER), port_arg], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "neither a port" in result.stderr
+
+
+def test_a_bulk_refused_whole_is_split_and_only_the_culprit_is_dead_lettered(es, es_server, settings, spawn, queue):
+    """Elasticsearch refuses requests over http.max_content_length (2 MB here) whole, with a 413."""
+    now = f"{BROWSER_TIME:%Y-%m-%d}"
+    events = [Prepared(f"e{n}", now, orjson.dumps({**event(n), "pad": "x" * 10_000})) for n in range(600)]
+    giant = Prepared("giant", now, orjson.dumps({**event(600), "pad": "y" * 2_500_000}))
+    queue.put([*events[:300], giant, *events[300:]], 10**10)
+    indexer = spawn(env_of(settings, es_server.url), "indexer")  # 5 MiB batches: refused whole
+    wait_for_count(es, settings, 600, timeout=120)
+    wait_until(lambda: queue.depth() == 0, 30, "queue drained")
+    [letter] = queue.dead_letter_records()
+    assert letter["event_id"] == "giant"
+    assert letter["error"].startswith("refused alone: HTTP 413")
+    assert "dead-lettered event giant" in indexer.log.read_text()
+
+
+def test_a_closed_index_pauses_indexing_with_an_alert_and_loses_nothing(es, es_server, settings, spawn, queue):
+    index = today_index(settings)
+    es.indices.create(index=index)
+    es.indices.close(index=index)
+    env = env_of(settings, es_server.url)
+    backend = spawn(env)
+    spawn(env, "indexer")
+    post_all(backend.url, [event(n) for n in range(50)])
+    metrics = f"{backend.url}/logger/metrics"
+    wait_until(lambda: "uqcrowd_indexer_fault{" in requests.get(metrics, timeout=5).text, 30, "fault reported")
+    assert "index_closed_exception" in requests.get(metrics, timeout=5).text
+    assert (queue.depth(), queue.dead_letter_depth()) == (50, 0)  # a set-up fault is not the events' fault
+    es.indices.open(index=index)
+    wait_for_count(es, settings, 50, timeout=90)
+    wait_until(lambda: "uqcrowd_indexer_fault{" not in requests.get(metrics, timeout=5).text, 30, "fault cleared")
+
+
+def test_a_full_dead_letter_list_pauses_indexing_instead_of_dropping(es, es_server, settings, spawn, queue):
+    env = {**env_of(settings, es_server.url), "UQCROWD_DEAD_LETTER_MAX": "2"}
+    backend = spawn(env)
+    spawn(env, "indexer")
+    bad = [event(n, sequence_number=f"bad {n}") for n in range(3)]
+    post_all(backend.url, [*bad, event(10), event(11)])
+    wait_for_count(es, settings, 2)
+    wait_until(lambda: 'what="DeadLettersFull' in requests.get(f"{backend.url}/logger/metrics").text, 30, "fault")
+    assert (queue.dead_letter_depth(), queue.depth()) == (0, 3)  # 3 would pass the bound of 2: none moved
+    assert "uqcrowd_dead_letter_limit 2.0" in requests.get(f"{backend.url}/logger/metrics").text
+
+
+def test_an_indexer_in_backoff_keeps_its_entries_from_being_claimed(es, es_server, settings, spawn, queue):
+    claim = {"UQCROWD_INDEXER_CLAIM_IDLE_MS": "1500"}
+    stuck_env = {**env_of(settings, "http://127.0.0.1:9"), **claim, "UQCROWD_INDEXER_CONSUMER": "stuck"}
+    backend = spawn(stuck_env)
+    post_all(backend.url, [event(n) for n in range(30)])
+    stuck = spawn(stuck_env, "indexer")
+    wait_until(lambda: held(queue) == 30, 10, "batch held")
+    spawn({**env_of(settings, es_server.url), **claim, "UQCROWD_INDEXER_CONSUMER": "healthy"}, "indexer")
+    time.sleep(5)  # over three claim periods: the stuck indexer renews its claim meanwhile
+    owners = queue.client.xpending_range(queue.stream, "indexers", "-", "+", 100)
+    assert {o["consumer"] for o in owners} == {b"stuck"}
+    assert count(es, settings) == 0
+    stuck.stop()  # gone for good: now its entries are claimed and indexed
+    wait_for_count(es, settings, 30, timeout=60)
+
+
+def test_dead_letters_replayed_after_a_fix_are_indexed(es, es_server, settings, spawn, queue):
+    strict = {"dynamic": "strict", "properties": {"a": {"type": "long"}}}
+    es.indices.create(index=today_index(settings), mappings=strict)
+    env = env_of(settings, es_server.url)
+    backend = spawn(env)
+    spawn(env, "indexer")
+    post_all(backend.url, [event(n, note="a field the strict mapping refuses") for n in range(5)])
+    wait_until(lambda: queue.dead_letter_depth() == 5, 30, "dead letters")
+    es.indices.delete(index=today_index(settings))  # the fix: the template's mappings (dynamic: false) again
+    assert queue.replay_dead_letters() == 5
+    wait_for_count(es, settings, 5)
+    counters = queue.counters()
+    assert (counters["accepted"], counters["indexed"], counters["replayed"]) == (5, 5, 5)
+
+
+def test_redis_at_maxmemory_answers_503_then_recovers_by_itself(es, es_server, settings, spawn, tmp_path):
+    """Elasticsearch stopped while pages keep sending: Redis fills to maxmemory; once Elasticsearch
+    is back the indexer drains it (acknowledging works at maxmemory) and the backends accept again."""
+    own = RedisServer(tmp_path / "redis")
+    own.start()
+    try:
+        own_settings = replace(settings, redis_url=own.url)
+        client = redis.Redis.from_url(own.url)
+        client.config_set("maxmemory", client.info("memory")["used_memory"] + 4 * 1024 * 1024)
+        client.config_set("maxmemory-policy", "noeviction")
+        env = env_of(own_settings, es_server.url)
+        backend = spawn(env)
+        spawn(env, "indexer")
+        es_server.stop()
+        accepted, refusal = 0, None
+        with requests.Session() as http:
+            for start in range(0, 100_000, 100):
+                batch = [event(n, pad="z" * 400) for n in range(start, start + 100)]
+                response = http.post(f"{backend.url}/logger/insert", data=orjson.dumps(batch), timeout=10)
+                if response.status_code != 202:
+                    refusal = response
+                    break
+                accepted += 100
+        assert refusal is not None, "Redis never filled"
+        assert refusal.status_code == 503
+        assert int(refusal.headers["Retry-After"]) > 0
+        assert "maxmemory" in refusal.json()["error"]
+        es_server.start()
+        wait_for_count(es, own_settings, accepted, timeout=120)
+        late = requests.post(f"{backend.url}/logger/insert", data=orjson.dumps(event(10**6)), timeout=10)
+        assert late.status_code == 202  # nobody stepped in
+        wait_for_count(es, own_settings, accepted + 1)
+    finally:
+        if not es_server.proc or es_server.proc.poll() is not None:
+            es_server.start()
+        own.stop()

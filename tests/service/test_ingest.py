@@ -41,7 +41,7 @@ def queued(queue: EventQueue) -> list[dict]:
 def test_one_event_is_queued_with_server_fields(client, queue, content_type):
     response = post(client, EVENT, content_type, environ_base={"REMOTE_ADDR": "203.0.113.9"})
     assert response.status_code == 202
-    assert response.get_json() == {"accepted": 1}
+    assert response.get_json() == {"accepted": 1, "rejected": 0}
     [doc] = queued(queue)
     assert {k: doc[k] for k in EVENT} == EVENT
     assert datetime.fromisoformat(doc["server_time"]).utcoffset().total_seconds() == 0
@@ -53,7 +53,7 @@ def test_one_event_is_queued_with_server_fields(client, queue, content_type):
 def test_a_batch_of_500_is_500_queued_events(client, queue):
     batch = [{**EVENT, "sequence_number": n} for n in range(500)]
     response = post(client, batch)
-    assert (response.status_code, response.get_json()) == (202, {"accepted": 500})
+    assert (response.status_code, response.get_json()) == (202, {"accepted": 500, "rejected": 0})
     assert queue.depth() == 500
     assert sorted(d["sequence_number"] for d in queued(queue)) == list(range(500))
 
@@ -67,8 +67,8 @@ BAD_BODIES = {
     "empty_body": b"",
     "blank_body": b"  \n ",
     "empty_array": b"[]",
-    "array_with_scalar": json.dumps([EVENT, 1]).encode(),
-    "nested_array": json.dumps([[EVENT]]).encode(),
+    "only_a_scalar_event": json.dumps([1]).encode(),
+    "only_a_nested_array": json.dumps([[EVENT]]).encode(),
     "batch_over_limit": json.dumps([EVENT] * 501).encode(),
     "too_deep": ('{"a":' * 25 + "1" + "}" * 25).encode(),
     "nested_10000_deep": ("[" * 10_000 + "]" * 10_000).encode(),
@@ -81,7 +81,7 @@ BAD_BODIES = {
 
 
 @pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
-def test_bad_input_is_400_and_stores_nothing(client, queue, body):
+def test_bad_input_is_400_and_queues_nothing(client, queue, body):
     before = queue.depth()
     response = post(client, body)
     assert response.status_code == 400
@@ -90,6 +90,42 @@ def test_bad_input_is_400_and_stores_nothing(client, queue, body):
     assert "\n" not in error
     assert queue.depth() == before == 0
     assert any(k.startswith("rejected:") for k in queue.counters())
+
+
+def test_one_bad_event_costs_only_itself_and_is_quarantined_with_its_reason(client, queue):
+    batch = [{**EVENT, "sequence_number": n} for n in range(500)]
+    batch[137] = {**EVENT, "event_id": 42}
+    response = post(client, batch, environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    assert response.status_code == 202
+    answer = response.get_json()
+    assert (answer["accepted"], answer["rejected"]) == (499, 1)
+    assert answer["errors"] == [
+        {"index": 137, "reason": "bad_event_id", "error": "event 137: event_id must be a string of 1..512 bytes"}
+    ]
+    assert sorted(d["sequence_number"] for d in queued(queue)) == [n for n in range(500) if n != 137]
+    [record] = queue.quarantine_records()
+    assert (record["stage"], record["reason"], record["client_ip"]) == ("ingest", "bad_event_id", "203.0.113.9")
+    assert json.loads(record["event"])["event_id"] == 42
+    counters = queue.counters()
+    assert (counters["quarantined"], counters["rejected:bad_event_id"], counters["accepted"]) == (1, 1, 499)
+
+
+def test_a_batch_of_only_bad_events_is_400_and_every_one_is_quarantined(client, queue):
+    response = post(client, [1, "two", {**EVENT, "event_id": ""}])
+    assert response.status_code == 400
+    answer = response.get_json()
+    assert (answer["accepted"], answer["rejected"]) == (0, 3)
+    assert answer["error"] == "event 0: not a JSON object"
+    assert [r["reason"] for r in queue.quarantine_records()] == ["not_event", "not_event", "bad_event_id"]
+    assert queue.depth() == 0
+
+
+def test_the_quarantine_is_capped_and_says_how_many_it_dropped(settings, queue):
+    client = create_app(replace(settings, quarantine_max=3)).test_client()
+    post(client, [EVENT, 1, 2])
+    post(client, [EVENT, 3, 4])
+    assert [json.loads(r["event"]) for r in queue.quarantine_records()] == [2, 3, 4]
+    assert queue.counters()["quarantine_dropped"] == 1
 
 
 def test_body_over_the_limit_is_413_and_stores_nothing(settings, queue):
@@ -163,21 +199,39 @@ def test_document_ids_make_retries_harmless(client, queue):
     post(client, {**EVENT, "event_id": "client-chosen-1"})
     post(client, {"log_type": "message"})  # no identity: random ids
     post(client, {"log_type": "message"})
+    post(client, {**EVENT, "session_id": "s2", "event_id": "client-chosen-1"})  # another page, same number
     ids = [d["event_id"] for d in queued(queue)]
     assert ids[0] == ids[1]
     assert ids[2] != ids[0]
-    assert ids[3] == "client-chosen-1"
+    assert queued(queue)[3]["client_event_id"] == "client-chosen-1"
     assert ids[4] != ids[5]
+    assert ids[6] != ids[3]
 
 
-def test_backpressure_above_high_water_is_503_with_retry_after(settings, queue):
-    client = create_app(replace(settings, queue_high_water=5)).test_client()
-    assert post(client, [EVENT] * 6).status_code == 202  # depth 0 -> 6
+def test_backpressure_above_high_water_bytes_is_503_with_retry_after(settings, queue):
+    client = create_app(replace(settings, queue_high_water_bytes=2000)).test_client()
+    assert post(client, [EVENT] * 6).status_code == 202  # 0 -> about 2,400 bytes queued
+    assert queue.queued_bytes() == sum(len(f[b"doc"]) for _, f in queue.client.xrange(queue.stream))
     response = post(client, EVENT)
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) > 0
     assert queue.depth() == 6
     assert queue.counters()["rejected:queue_full"] == 1
+
+
+def test_metrics_are_refused_to_any_client_behind_the_proxy_and_served_to_loopback(client):
+    assert client.get("/logger/metrics").status_code == 200  # the monitoring on this host
+    through_proxy = client.get("/logger/metrics", headers={"X-Forwarded-For": "198.51.100.7"})
+    assert through_proxy.status_code == 403
+    assert "error" in through_proxy.get_json()
+    assert client.get("/logger/metrics", environ_base={"REMOTE_ADDR": "198.51.100.7"}).status_code == 403
+
+
+def test_the_tracker_is_told_the_servers_limits(settings):
+    client = create_app(replace(settings, max_batch=321, max_body_bytes=65432)).test_client()
+    script = client.get("/logger/logger.js").get_data(as_text=True)
+    assert '{"maxBatch": 321, "maxBytes": 65432}' in script
+    assert "/*SERVER_LIMITS*/" not in script
 
 
 def test_redis_unreachable_is_503_and_not_ready(settings):

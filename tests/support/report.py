@@ -1,4 +1,5 @@
-"""The reliability table: rows recorded by the Molecule fault tests, written into the README."""
+"""The README's result tables, rewritten by the tests that measure them: "reliability" (the Molecule
+fault tests, on the deployed stack) and "browser" (the tracker's edge cases in headless Chromium)."""
 
 from __future__ import annotations
 
@@ -8,30 +9,34 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-START, END = "<!-- reliability-table:start -->", "<!-- reliability-table:end -->"
+HEADERS = {
+    "reliability": ["fault or input", "requests sent", "failed", "accepted", "lost", "duplicated", "recovery"],
+    "browser": ["edge case (headless Chromium)", "requests", "events made", "lost", "duplicated", "recovery"],
+}
 
 
-def _rows_file() -> Path:
-    return Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp")) / "reliability-rows.json"
+def _rows_file(table: str) -> Path:
+    return Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp")) / f"{table}-rows.json"
 
 
-def record(case: str, row: dict, recovery: str) -> None:
+def _cells(table: str, r: dict) -> list[object]:
+    if table == "browser":
+        return [r["case"], r["sent"], r["accepted"], r["lost"], r["duplicated"], r["recovery"]]
+    kinds = ", ".join(f"{status}: {count}" for status, count in r.get("failures", {}).items())
+    failed = f"{r['failed']} ({kinds})" if kinds else f"{r['failed']}"
+    return [r["case"], r["sent"], failed, r["accepted"], r["lost"], r["duplicated"], r["recovery"]]
+
+
+def record(case: str, row: dict, recovery: str, table: str = "reliability") -> None:
     """Add one case's figures, then rewrite the README's table with every case recorded so far."""
-    rows = json.loads(_rows_file().read_text()) if _rows_file().exists() else []
+    path = _rows_file(table)
+    rows = json.loads(path.read_text()) if path.exists() else []
     rows = [r for r in rows if r["case"] != case] + [{"case": case, **row, "recovery": recovery}]
-    _rows_file().write_text(json.dumps(rows))
-    lines = [
-        "| fault or input | requests sent | failed | accepted | lost | duplicated | recovery |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        kinds = ", ".join(f"{status}: {count}" for status, count in r.get("failures", {}).items())
-        failed = f"{r['failed']} ({kinds})" if kinds else f"{r['failed']}"
-        lines.append(
-            f"| {r['case']} | {r['sent']} | {failed} | {r['accepted']} | {r['lost']} | {r['duplicated']} "
-            f"| {r['recovery']} |"
-        )
+    path.write_text(json.dumps(rows))
+    lines = ["| " + " | ".join(HEADERS[table]) + " |", "|" + "---|" * len(HEADERS[table])]
+    lines += ["| " + " | ".join(str(cell) for cell in _cells(table, r)) + " |" for r in rows]
+    start, end = f"<!-- {table}-table:start -->", f"<!-- {table}-table:end -->"
     text = README.read_text()
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        README.write_text(head + START + "\n" + "\n".join(lines) + "\n" + END + rest.split(END, 1)[1])
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        README.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])

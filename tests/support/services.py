@@ -123,6 +123,8 @@ class ElasticsearchServer(Process):
     def __init__(self, archive: Path, workdir: Path) -> None:
         super().__init__(workdir / "elasticsearch.out")
         self.port, self.transport_port = free_port(), free_port()
+        # Below the indexer's 5 MiB batches, as an operator might set it: big bulks are refused whole.
+        self.max_content_length = "2mb"
         if not any(workdir.glob("elasticsearch-*")):
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(workdir)
@@ -151,6 +153,8 @@ class ElasticsearchServer(Process):
             "xpack.security.enabled=false",
             "-E",
             "cluster.routing.allocation.disk.threshold_enabled=false",
+            "-E",
+            f"http.max_content_length={self.max_content_length}",
         ]
 
     def popen_options(self) -> dict[str, object]:
@@ -162,6 +166,50 @@ class ElasticsearchServer(Process):
 
     def start(self, timeout: float = 120) -> None:
         super().start(timeout)
+
+
+class HaproxyServer(Process):
+    """HAProxy in front of logger backends, as the haproxy role puts it (the parts a browser meets)."""
+
+    CONFIG = """global
+    maxconn 2000
+defaults
+    mode http
+    option forwardfor
+    option http-buffer-request
+    retries 2
+    retry-on conn-failure empty-response
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout http-request 10s
+frontend uqcrowd
+    bind 127.0.0.1:{port}
+    http-request deny deny_status 404 unless {{ path_beg /logger/ }}
+    default_backend loggers
+backend loggers
+    balance leastconn
+{servers}
+"""
+
+    def __init__(self, workdir: Path, backends: list[str]) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        super().__init__(workdir / f"haproxy-{self.port}.out")
+        self.config = workdir / f"haproxy-{self.port}.cfg"
+        servers = "\n".join(f"    server b{n} {address}" for n, address in enumerate(backends))
+        self.config.write_text(self.CONFIG.format(port=self.port, servers=servers))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return ["haproxy", "-db", "-f", str(self.config)]
+
+    def ready(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
 
 
 class LoggerProcess(Process):

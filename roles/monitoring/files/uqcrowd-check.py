@@ -76,14 +76,23 @@ def check_queue(config: dict, state: dict) -> Result:
 
 def check_dead_letters(config: dict, state: dict) -> Result:
     count = metric(config, "uqcrowd_dead_letter_depth")
+    limit = metric(config, "uqcrowd_dead_letter_limit")
     before = state.get("dead_letters", count)
     state["dead_letters"] = count
-    return count <= before, f"{count:.0f} events in the dead-letter list (was {before:.0f} at the last check)"
+    return count <= before and count < 0.8 * limit, (
+        f"{count:.0f} events in the dead-letter list (was {before:.0f} at the last check; "
+        f"indexing pauses at {limit:.0f})"
+    )
 
 
 def check_indexer(config: dict, state: dict) -> Result:
     active = subprocess.run(["systemctl", "is-active", config["indexer_unit"]], capture_output=True, text=True)
-    return active.returncode == 0, f"{config['indexer_unit']} is {active.stdout.strip() or 'unknown'}"
+    seen = f"{config['indexer_unit']} is {active.stdout.strip() or 'unknown'}"
+    status, text = request(config["metrics_url"])
+    fault = re.search(r'^uqcrowd_indexer_fault\{consumer="([^"]*)",what="((?:[^"\\]|\\.)*)"\} 1', text, re.M)
+    if status == 200 and fault:
+        return False, f"{seen}, but paused on {fault.group(1)}: {fault.group(2)}"
+    return active.returncode == 0, seen
 
 
 def check_disk(config: dict, state: dict) -> Result:

@@ -1,0 +1,101 @@
+"""Per-session completeness of stored events: what a researcher checks before trusting a session.
+
+The tracker numbers each page's events 0, 1, 2 ... (sequence_number) and its End Session event
+says how many the page made (details.events). From the stored documents alone this reports, per
+session: events stored, the sequence numbers missing, the duplicates (one sequence number stored
+under several ids), and whether End Session's count matches what is stored -> complete or not.
+Pure: it takes documents (dicts) from anywhere, an Elasticsearch scroll, an export file or a test.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+END_SESSION = "End Session"
+
+
+@dataclass
+class SessionReport:
+    session_id: str
+    worker_id: str = ""
+    exp_id: str = ""
+    stored: int = 0  # documents stored for the session
+    declared: int | None = None  # events the page said it made (largest End Session count)
+    end_sessions: int = 0
+    missing: int = 0  # sequence numbers up to the highest (or the declared count) never stored
+    first_missing: list[int] = field(default_factory=list)  # the first few of them
+    duplicates: int = 0  # documents beyond the first for one sequence number
+    without_sequence: int = 0
+
+    @property
+    def complete(self) -> bool:
+        distinct = self.stored - self.duplicates - self.without_sequence
+        return self.declared is not None and self.missing == 0 and self.duplicates == 0 and distinct == self.declared
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "worker_id": self.worker_id,
+            "exp_id": self.exp_id,
+            "stored": self.stored,
+            "declared": self.declared,
+            "end_sessions": self.end_sessions,
+            "missing": self.missing,
+            "duplicates": self.duplicates,
+            "complete": self.complete,
+        }
+
+
+def _declared_count(doc: dict[str, Any]) -> int | None:
+    content = doc.get("content")
+    if doc.get("log_type") != "message" or not isinstance(content, dict) or content.get("message") != END_SESSION:
+        return None
+    details = content.get("details")
+    count = details.get("events") if isinstance(details, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else -1
+
+
+def _first_missing(seen: Counter[int], highest: int, count: int) -> list[int]:
+    found, number = [], 0
+    for present in sorted(seen):
+        while number < present and len(found) < count:
+            found.append(number)
+            number += 1
+        number = present + 1
+    while number <= highest and len(found) < count:
+        found.append(number)
+        number += 1
+    return found
+
+
+def session_reports(documents: Iterable[dict[str, Any]]) -> list[SessionReport]:
+    """One report per session_id, in order of session id."""
+    reports: dict[str, SessionReport] = {}
+    sequences: dict[str, Counter[int]] = defaultdict(Counter)
+    for doc in documents:
+        session = str(doc.get("session_id") or "")
+        report = reports.setdefault(session, SessionReport(session))
+        report.stored += 1
+        report.worker_id = report.worker_id or str(doc.get("worker_id") or "")
+        report.exp_id = report.exp_id or str(doc.get("exp_id") or "")
+        number = doc.get("sequence_number")
+        if isinstance(number, int) and not isinstance(number, bool) and number >= 0:
+            sequences[session][number] += 1
+        else:
+            report.without_sequence += 1
+        declared = _declared_count(doc)
+        if declared is not None:
+            report.end_sessions += 1
+            report.declared = max(declared, report.declared if report.declared is not None else declared)
+    for session, report in reports.items():
+        seen = sequences[session]
+        highest = max(seen, default=-1)
+        if report.declared is not None:
+            highest = max(highest, report.declared - 1)
+        report.missing = highest + 1 - len(seen)
+        report.first_missing = _first_missing(seen, highest, 10)
+        report.duplicates = sum(times - 1 for times in seen.values())
+    return [reports[s] for s in sorted(reports)]
