@@ -14,6 +14,7 @@ import requests
 
 from tests.service.conftest import env_of
 from tests.support.services import RedisServer, wait_until
+from uqcrowd_log.completeness import session_reports
 from uqcrowd_log.events import Prepared
 
 # The browser time of every test event: the index day follows it (so does today_index).
@@ -33,6 +34,19 @@ def event(n: int, session: str = "s1", **extra) -> dict:
         "content": {"message": f"event {n}"},
         **extra,
     }
+
+
+def all_documents(es, settings) -> list[dict]:
+    """Every stored document of the test, in constant memory per page (search_after on the id)."""
+    index = f"{settings.index_prefix}-*"
+    es.indices.refresh(index=index)
+    found, after = [], None
+    while True:
+        page = es.search(index=index, size=5000, sort=[{"event_id": "asc"}], search_after=after)["hits"]["hits"]
+        if not page:
+            return found
+        found += [hit["_source"] for hit in page]
+        after = page[-1]["sort"]
 
 
 def count(es, settings) -> int:
@@ -216,14 +230,19 @@ def test_entry_point_rejects_bad_ports(port_arg):
 def test_a_bulk_refused_whole_is_split_and_only_the_culprit_is_dead_lettered(es, es_server, settings, spawn, queue):
     """Elasticsearch refuses requests over http.max_content_length (2 MB here) whole, with a 413."""
     now = f"{BROWSER_TIME:%Y-%m-%d}"
-    events = [Prepared(f"e{n}", now, orjson.dumps({**event(n), "pad": "x" * 10_000})) for n in range(600)]
-    giant = Prepared("giant", now, orjson.dumps({**event(600), "pad": "y" * 2_500_000}))
+    events = [
+        Prepared(f"e{n}", now, orjson.dumps({**event(n if n < 300 else n + 1), "pad": "x" * 10_000}))
+        for n in range(600)
+    ]
+    giant = Prepared("giant", now, orjson.dumps({**event(300), "pad": "y" * 2_500_000}))
     queue.put([*events[:300], giant, *events[300:]], 10**10)
     indexer = spawn(env_of(settings, es_server.url), "indexer")  # 5 MiB batches: refused whole
     wait_for_count(es, settings, 600, timeout=120)
     wait_until(lambda: queue.depth() == 0, 30, "queue drained")
     [letter] = queue.dead_letter_records()
     assert letter["event_id"] == "giant"
+    [report] = session_reports(all_documents(es, settings))
+    assert (report.stored, report.missing, report.first_missing, report.duplicates) == (600, 1, [300], 0)
     assert letter["error"].startswith("refused alone: HTTP 413")
     assert "dead-lettered event giant" in indexer.log.read_text()
 
@@ -317,9 +336,14 @@ def test_redis_at_maxmemory_answers_503_then_recovers_by_itself(es, es_server, s
         assert "maxmemory" in refusal.json()["error"]
         es_server.start()
         wait_for_count(es, own_settings, accepted, timeout=120)
-        late = requests.post(f"{backend.url}/logger/insert", data=orjson.dumps(event(10**6)), timeout=10)
+        end = event(
+            accepted, log_type="message", content={"message": "End Session", "details": {"events": accepted + 1}}
+        )
+        late = requests.post(f"{backend.url}/logger/insert", data=orjson.dumps(end), timeout=10)
         assert late.status_code == 202  # nobody stepped in
         wait_for_count(es, own_settings, accepted + 1)
+        [report] = session_reports(all_documents(es, own_settings))
+        assert report.complete, report
     finally:
         if not es_server.proc or es_server.proc.poll() is not None:
             es_server.start()

@@ -10,12 +10,14 @@ from typing import Any
 
 _CLIENT = r"""
 import base64, json, sys, urllib.request, urllib.error
-method, url, body, user, password, content_type, expression = json.loads(sys.argv[1])
+method, url, body, user, password, content_type, expression, headers = json.loads(sys.argv[1])
 if expression:  # a body too big for a command line is built here
     body = eval(expression)
 data = body.encode("utf-8", "surrogateescape") if body is not None else None  # lone surrogates = raw bytes
 request = urllib.request.Request(url, method=method, data=data)
 request.add_header("Content-Type", content_type)
+for name, value in headers.items():
+    request.add_header(name, value)
 if user:
     request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
 try:
@@ -37,6 +39,7 @@ def http(
     auth: tuple[str, str] | None = None,
     content_type: str = "application/json",
     expression: str = "",
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     """(status, parsed JSON or text) of a request sent by python3 inside the container (status 0: no answer).
 
@@ -44,7 +47,7 @@ def http(
     if body is not None and not isinstance(body, str):
         body = json.dumps(body)
     user, password = auth or ("", "")
-    args = json.dumps([method, url, body, user, password, content_type, expression])
+    args = json.dumps([method, url, body, user, password, content_type, expression, headers or {}])
     result = host.run(f"python3 -c {shlex.quote(_CLIENT)} {shlex.quote(args)}")
     assert result.rc == 0, result.stderr
     status, text = json.loads(result.stdout)

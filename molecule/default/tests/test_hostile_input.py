@@ -138,3 +138,20 @@ def test_slow_client_is_cut_by_timeout_http_request(host):
 def test_no_process_crashed_or_restarted(host, pids):
     for unit, pid in pids.items():
         assert host.run(f"systemctl show -p MainPID --value {unit}").stdout.strip() == pid, unit
+
+
+def test_the_counters_are_not_served_outside_by_any_spelling_of_the_path(host):
+    """From the container's own address through HAProxy, and straight to a backend as if through it."""
+    outside = host.run("hostname -I").stdout.split()[0]
+    spellings = ["/logger/metrics", "/logger/%6Detrics", "/logger/%6detrics", "//logger//metrics", "/logger/./metrics"]
+    answers = {path: http(host, "GET", f"http://{outside}:80{path}") for path in spellings}
+    assert all(status == 404 and "uqcrowd_" not in str(body) for status, body in answers.values()), answers
+    direct = "http://127.0.0.1:5001/logger/%6Detrics"  # the backend decodes it: the real path
+    assert http(host, "GET", direct)[0] == 200  # loopback, no proxy hop: the monitoring on this host
+    proxied = http(host, "GET", direct, headers={"X-Forwarded-For": "198.51.100.7"})
+    assert proxied[0] == 403  # a client behind HAProxy, whatever path reached the backend
+    record(
+        "hostile: /logger/%6Detrics and 4 other spellings from outside",
+        {"sent": len(spellings), "failed": len(spellings), "accepted": 0, "lost": 0, "duplicated": 0},
+        f"404 at HAProxy for each; 403 at the backend for a proxied client; next normal event {still_serving(host)}",
+    )

@@ -50,6 +50,25 @@ def test_paths_outside_logger_are_404_at_the_edge(host):
     assert reached(host) == before
 
 
+def test_metrics_are_refused_from_outside_however_the_path_is_spelt(host):
+    """From the container's own address (not loopback), as from the internet."""
+    outside = host.run("hostname -I").stdout.split()[0]
+    before = reached(host)
+    for path in (
+        "/logger/metrics",
+        "/logger/%6Detrics",
+        "/logger/%6detrics",
+        "//logger//metrics",
+        "/logger/./metrics",
+        "/logger/x/../metrics",
+        "/logger/metrics/",
+        "/logger/%2e/metrics",
+    ):
+        assert http(host, "GET", f"http://{outside}:80{path}")[0] == 404, path
+    assert reached(host) == before
+    assert http(host, "GET", f"{FRONT}/logger/metrics")[0] == 405  # loopback reaches the (echo) backend
+
+
 def test_body_over_the_limit_is_413_at_the_edge(host):
     before = reached(host)
     status, _ = http(host, "POST", f"{FRONT}/logger/insert", [{"pad": "x" * 100}] * 30)
