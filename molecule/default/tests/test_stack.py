@@ -21,7 +21,10 @@ def elastic(host):
 def test_an_event_posted_through_haproxy_is_in_todays_index_within_10s(host, elastic):
     session = f"stack-{uuid.uuid4().hex[:8]}"
     event = {"log_type": "message", "session_id": session, "sequence_number": 0, "content": {"message": "hi"}}
-    assert http(host, "POST", f"{FRONT}/insert", event, content_type="text/plain") == (202, {"accepted": 1})
+    assert http(host, "POST", f"{FRONT}/insert", event, content_type="text/plain") == (
+        202,
+        {"accepted": 1, "rejected": 0},
+    )
     docs = wait_documents(host, ES, elastic, session, 1)
     assert [d["content"] for d in docs] == [{"message": "hi"}]
     assert docs[0]["client_ip"] == "127.0.0.1"

@@ -51,7 +51,7 @@ def test_an_event_from_another_host_is_stored_with_the_callers_address(app, data
     session = f"mh-{uuid.uuid4().hex[:8]}"
     event = {"log_type": "message", "session_id": session, "sequence_number": 0, "content": {"message": "hi"}}
     answer = http(app, "POST", f"{front(addresses)}/insert", event, content_type="text/plain")
-    assert answer == (202, {"accepted": 1})
+    assert answer == (202, {"accepted": 1, "rejected": 0})
     docs = wait_documents(data, es(addresses), elastic, session, 1)
     assert [d["content"] for d in docs] == [{"message": "hi"}]
     # HAProxy's X-Forwarded-For is trusted because lb is a trusted proxy: the caller, not HAProxy, is recorded.

@@ -59,7 +59,7 @@ def test_a_posted_event_is_queued_in_redis(host, ports):
         {"log_type": "message", "session_id": "molecule", "sequence_number": 1},
         content_type="text/plain",
     )
-    assert (status, body) == (202, {"accepted": 1})
+    assert (status, body) == (202, {"accepted": 1, "rejected": 0})
     status, _ = http(host, "GET", f"http://127.0.0.1:{ports[1]}/logger/insert")
     assert status == 405
     metrics = http(host, "GET", f"http://127.0.0.1:{ports[1]}/logger/metrics")[1]
