@@ -90,10 +90,12 @@ class Indexer:
             return
         outcome = bulk_create_split(self.client, self.settings.index_prefix, [(e, e.event) for e in self.held])
         self.queue.ack(outcome.done)
-        self.held = outcome.retry + [e for e, _ in outcome.faults] + [e for e, _ in outcome.rejected]
-        if outcome.rejected:
-            self.queue.dead_letter([(e.event, err) for e, err in outcome.rejected], [e for e, _ in outcome.rejected])
-            self.held = self.held[: len(self.held) - len(outcome.rejected)]
+        kept = outcome.retry + [e for e, _ in outcome.faults]
+        rejected = [e for e, _ in outcome.rejected]
+        self.held = kept + rejected  # until the dead-letter list has them
+        if rejected:
+            self.queue.dead_letter([(e.event, err) for e, err in outcome.rejected], rejected)
+            self.held = kept
             for entry, error in outcome.rejected:
                 log.warning("dead-lettered event %s: %s", entry.event.event_id, error)
         if outcome.faults:

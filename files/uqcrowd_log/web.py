@@ -38,6 +38,11 @@ def _queue() -> EventQueue:
     return current_app.extensions["uqcrowd"]["queue"]
 
 
+def _client_address(settings: Settings) -> str:
+    """The request's real client, through the trusted proxies' X-Forwarded-For."""
+    return client_ip(request.remote_addr or "", request.headers.get("X-Forwarded-For"), settings.trusted_proxies)
+
+
 def _error(status: int, message: str, reason: str | None = None) -> Response:
     if reason:
         with contextlib.suppress(redis.RedisError):  # counting is best effort; the answer must not wait on it
@@ -58,7 +63,7 @@ def insert() -> Response:
     except BadInput as exc:
         return _error(400, str(exc), exc.reason)
     now = datetime.now(UTC)
-    ip = client_ip(request.remote_addr or "", request.headers.get("X-Forwarded-For"), settings.trusted_proxies)
+    ip = _client_address(settings)
     prepared = prepare(batch.events, now, ip)
     if prepared:
         try:
@@ -105,8 +110,7 @@ def metrics() -> Response:
     """For the operator's monitoring: refused to any client outside UQCROWD_METRICS_ALLOWED, judged by
     its real address (through trusted proxies), whatever path encoding got the request here."""
     settings = _settings()
-    ip = client_ip(request.remote_addr or "", request.headers.get("X-Forwarded-For"), settings.trusted_proxies)
-    if not within(ip, settings.metrics_allowed):
+    if not within(_client_address(settings), settings.metrics_allowed):
         return _error(403, "metrics are only served to the monitoring hosts")
     return Response(render(_queue()), mimetype=CONTENT_TYPE_LATEST)
 
