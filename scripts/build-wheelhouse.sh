@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Download the logger service's pinned wheels once (files/requirements.txt), for hosts that install
+# Download the logger service's pinned wheels once (files/requirements*.txt), for hosts that install
 # without reaching PyPI: the Molecule containers, the demo, air-gapped servers (logger_wheelhouse_src).
 # Prints the wheelhouse directory.
 set -euo pipefail
@@ -7,12 +7,12 @@ cd "$(dirname "$0")/.."
 CACHE="${UQCROWD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/uqcrowd-log}"
 dir="$CACHE/wheels"
 stamp="$dir/.requirements.sha256"
-want="$(sha256sum files/requirements.txt | cut -d' ' -f1)"
+want="$(cat files/requirements.txt files/requirements-parquet.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   rm -rf "$dir" && mkdir -p "$dir"
   python3 -m pip download -q --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_34_x86_64 \
-    -r files/requirements.txt -d "$dir" >&2
+    -r files/requirements.txt -r files/requirements-parquet.txt -d "$dir" >&2
   echo "$want" > "$stamp"
 fi
 echo "$dir"

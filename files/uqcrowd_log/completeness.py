@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 END_SESSION = "End Session"
@@ -22,6 +23,11 @@ class SessionReport:
     session_id: str
     worker_id: str = ""
     exp_id: str = ""
+    hit_id: str = ""
+    assignment_id: str = ""
+    first_time: datetime | None = None  # server_time of the first and last event stored
+    last_time: datetime | None = None
+    by_type: Counter[str] = field(default_factory=Counter)  # events per log_type
     stored: int = 0  # documents stored for the session
     declared: int | None = None  # events the page said it made (largest End Session count)
     end_sessions: int = 0
@@ -35,11 +41,23 @@ class SessionReport:
         distinct = self.stored - self.duplicates - self.without_sequence
         return self.declared is not None and self.missing == 0 and self.duplicates == 0 and distinct == self.declared
 
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.first_time is None or self.last_time is None:
+            return None
+        return round((self.last_time - self.first_time).total_seconds(), 3)
+
     def as_row(self) -> dict[str, Any]:
         return {
             "session_id": self.session_id,
             "worker_id": self.worker_id,
             "exp_id": self.exp_id,
+            "hit_id": self.hit_id,
+            "assignment_id": self.assignment_id,
+            "first_time": self.first_time.isoformat() if self.first_time else "",
+            "last_time": self.last_time.isoformat() if self.last_time else "",
+            "duration_seconds": self.duration_seconds,
+            "events_by_type": " ".join(f"{kind}={n}" for kind, n in sorted(self.by_type.items())),
             "stored": self.stored,
             "declared": self.declared,
             "end_sessions": self.end_sessions,
@@ -47,6 +65,14 @@ class SessionReport:
             "duplicates": self.duplicates,
             "complete": self.complete,
         }
+
+
+def _moment(text: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else None
 
 
 def _declared_count(doc: dict[str, Any]) -> int | None:
@@ -79,8 +105,14 @@ def session_reports(documents: Iterable[dict[str, Any]]) -> list[SessionReport]:
         session = str(doc.get("session_id") or "")
         report = reports.setdefault(session, SessionReport(session))
         report.stored += 1
-        report.worker_id = report.worker_id or str(doc.get("worker_id") or "")
-        report.exp_id = report.exp_id or str(doc.get("exp_id") or "")
+        for name in ("worker_id", "exp_id", "hit_id", "assignment_id"):
+            if not getattr(report, name) and doc.get(name):
+                setattr(report, name, str(doc[name]))
+        report.by_type[str(doc.get("log_type") or "")] += 1
+        moment = _moment(doc.get("server_time"))
+        if moment is not None:
+            report.first_time = min(moment, report.first_time or moment)
+            report.last_time = max(moment, report.last_time or moment)
         number = doc.get("sequence_number")
         if isinstance(number, int) and not isinstance(number, bool) and number >= 0:
             sequences[session][number] += 1

@@ -11,6 +11,7 @@ from typing import Literal
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Mode = Literal["queue", "direct"]
+IpMode = Literal["full", "truncated", "none"]
 
 
 class ConfigError(ValueError):
@@ -41,6 +42,16 @@ def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[Network,
         raise ConfigError(f"{name}: {exc}") from None
 
 
+def _experiments(raw: str) -> dict[str, str]:
+    """ "exp-1,exp-2=token" -> {"exp-1": "", "exp-2": "token"}."""
+    experiments = {}
+    for item in raw.split(","):
+        name, _, token = item.strip().partition("=")
+        if name.strip():
+            experiments[name.strip()] = token.strip()
+    return experiments
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the backends and the indexer need; defaults work on one host."""
@@ -61,6 +72,9 @@ class Settings:
     dead_letter_max: int = 100_000
     quarantine_max: int = 10_000
     metrics_allowed: tuple[Network, ...] = ()
+    client_ip: IpMode = "full"
+    # The experiments this server takes events for (empty: any), each with its write token or "".
+    experiments: Mapping[str, str] = field(default_factory=dict, repr=False)
     retry_after_seconds: int = 5
     allowed_origins: tuple[str, ...] = ("*",)
     trusted_proxies: tuple[Network, ...] = ()
@@ -79,8 +93,13 @@ class Settings:
         mode = env.get("UQCROWD_MODE", "queue").strip() or "queue"
         if mode not in ("queue", "direct"):
             raise ConfigError(f"UQCROWD_MODE={mode!r} must be 'queue' or 'direct'")
+        ip_mode = env.get("UQCROWD_CLIENT_IP", "full").strip() or "full"
+        if ip_mode not in ("full", "truncated", "none"):
+            raise ConfigError(f"UQCROWD_CLIENT_IP={ip_mode!r} must be 'full', 'truncated' or 'none'")
         return cls(
             mode=mode,  # type: ignore[arg-type]
+            client_ip=ip_mode,  # type: ignore[arg-type]
+            experiments=_experiments(env.get("UQCROWD_EXPERIMENTS", "")),
             redis_url=env.get("UQCROWD_REDIS_URL", cls.redis_url),
             redis_prefix=env.get("UQCROWD_REDIS_PREFIX", cls.redis_prefix),
             es_url=env.get("UQCROWD_ES_URL", cls.es_url),

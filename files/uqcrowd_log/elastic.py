@@ -41,6 +41,7 @@ class BulkOutcome(Generic[K]):
     retry: list[K] = field(default_factory=list)  # Elasticsearch was busy: send again later
     rejected: list[tuple[K, str]] = field(default_factory=list)  # refused for its content
     faults: list[tuple[K, str]] = field(default_factory=list)  # refused for the set-up: keep, alert
+    present: int = 0  # of `done`, how many were stored before (409 to create)
 
     def merge(self, other: BulkOutcome[K]) -> BulkOutcome[K]:
         return BulkOutcome(
@@ -48,6 +49,7 @@ class BulkOutcome(Generic[K]):
             self.retry + other.retry,
             self.rejected + other.rejected,
             self.faults + other.faults,
+            self.present + other.present,
         )
 
 
@@ -90,6 +92,7 @@ def bulk_create(client: Elasticsearch, prefix: str, items: Sequence[tuple[K, Pre
         status = result["create"]["status"]
         if status < 300 or status == 409:
             outcome.done.append(key)
+            outcome.present += status == 409
         elif status == 429 or status >= 500:
             outcome.retry.append(key)
         else:

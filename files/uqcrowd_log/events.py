@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,6 +43,7 @@ class Batch:
     """The valid events of a body (in order) and the refused ones."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)  # of each valid event in the body
     invalid: list[Invalid] = field(default_factory=list)
 
 
@@ -72,11 +75,34 @@ def parse_batch(body: bytes, max_batch: int, max_depth: int) -> Batch:
         problem = _problem(event, max_depth)
         if problem is None:
             batch.events.append(event)
+            batch.positions.append(position)
         else:
             reason, message = problem
             raw = orjson.dumps(event)[:MAX_QUARANTINED_BYTES]
             batch.invalid.append(Invalid(position, reason, f"event {position}: {message}", raw))
     return batch
+
+
+def screen_experiments(batch: Batch, experiments: Mapping[str, str], token: str) -> list[Invalid]:
+    """Take out of the batch the events of experiments this server does not accept, or whose write
+    token is wrong (an empty allow-list accepts every experiment). They are refused, never kept."""
+    if not experiments:
+        return []
+    refused: list[Invalid] = []
+    kept = Batch(invalid=batch.invalid)
+    for position, event in zip(batch.positions, batch.events, strict=True):
+        exp_id = str(event.get("exp_id") or "")
+        if exp_id not in experiments:
+            why = ("unknown_experiment", f"event {position}: experiment {exp_id!r} is not accepted here")
+        elif experiments[exp_id] and not hmac.compare_digest(experiments[exp_id].encode(), token.encode()):
+            why = ("bad_token", f"event {position}: wrong write token for experiment {exp_id!r}")
+        else:
+            kept.events.append(event)
+            kept.positions.append(position)
+            continue
+        refused.append(Invalid(position, *why, b""))
+    batch.events, batch.positions = kept.events, kept.positions
+    return refused
 
 
 def _problem(event: Any, max_depth: int) -> tuple[str, str] | None:

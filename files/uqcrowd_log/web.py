@@ -15,9 +15,9 @@ from werkzeug.exceptions import HTTPException
 from . import elastic, redis_queue
 from .config import Settings
 from .elastic import StoreUnavailable
-from .events import BadInput, Invalid, parse_batch, prepare
+from .events import BadInput, Invalid, parse_batch, prepare, screen_experiments
 from .metrics import render
-from .proxies import client_ip, within
+from .proxies import client_ip, recorded_ip, within
 from .redis_queue import EventQueue, QueueFull
 from .sinks import DirectSink, QueueSink, Sink
 
@@ -62,8 +62,9 @@ def insert() -> Response:
         batch = parse_batch(request.get_data(cache=False), settings.max_batch, settings.max_depth)
     except BadInput as exc:
         return _error(400, str(exc), exc.reason)
+    refused = screen_experiments(batch, settings.experiments, request.args.get("token", ""))
     now = datetime.now(UTC)
-    ip = _client_address(settings)
+    ip = recorded_ip(_client_address(settings), settings.client_ip)
     prepared = prepare(batch.events, now, ip)
     if prepared:
         try:
@@ -75,17 +76,22 @@ def insert() -> Response:
             return _error(503, "the event store is unavailable, retry later", "store_unavailable")
     if batch.invalid:
         _quarantine(batch.invalid, now.isoformat(timespec="milliseconds"), ip)
-    body: dict[str, object] = {"accepted": len(prepared), "rejected": len(batch.invalid)}
-    if batch.invalid:
-        body["errors"] = [{"index": bad.position, "reason": bad.reason, "error": bad.message} for bad in batch.invalid]
+    if refused:  # events of experiments not accepted here are not kept, only counted
+        with contextlib.suppress(redis.RedisError):
+            for bad in refused:
+                _queue().count(f"rejected:{bad.reason}")
+    problems = sorted(batch.invalid + refused, key=lambda bad: bad.position)
+    body: dict[str, object] = {"accepted": len(prepared), "rejected": len(problems)}
+    if problems:
+        body["errors"] = [{"index": bad.position, "reason": bad.reason, "error": bad.message} for bad in problems]
     if not prepared:
-        body["error"] = batch.invalid[0].message
+        body["error"] = problems[0].message
     response = jsonify(body)
-    response.status_code = 202 if prepared else 400
+    response.status_code = 202 if prepared else 403 if refused and not batch.invalid else 400
     return response
 
 
-def _quarantine(invalid: list[Invalid], received: str, ip: str) -> None:
+def _quarantine(invalid: list[Invalid], received: str, ip: str | None) -> None:
     try:
         _queue().quarantine(invalid, received, ip)
     except redis.RedisError as exc:  # the answer still tells the client; the server log keeps the events

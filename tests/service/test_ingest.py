@@ -276,3 +276,36 @@ def test_config_rejects_bad_values():
     with pytest.raises(ConfigError, match="UQCROWD_MAX_BATCH"):
         Settings.from_env({"UQCROWD_MAX_BATCH": "lots"})
     assert Settings.from_env({"UQCROWD_TRUSTED_PROXIES": "10.0.0.0/8"}).trusted_proxies[0].num_addresses == 2**24
+
+
+@pytest.mark.parametrize(
+    ("mode", "peer", "stored"),
+    [
+        ("full", "203.0.113.9", "203.0.113.9"),
+        ("truncated", "203.0.113.9", "203.0.113.0"),
+        ("truncated", "2001:db8:1234:5678::9", "2001:db8:1234::"),
+        ("none", "203.0.113.9", None),
+    ],
+)
+def test_client_ip_is_stored_as_the_privacy_setting_says(settings, queue, mode, peer, stored):
+    client = create_app(replace(settings, client_ip=mode)).test_client()
+    assert post(client, EVENT, environ_base={"REMOTE_ADDR": peer}).status_code == 202
+    assert queued(queue)[0].get("client_ip") == stored
+    assert ("client_ip" in queued(queue)[0]) is (stored is not None)
+
+
+def test_the_experiment_allow_list_refuses_other_experiments_and_wrong_tokens(settings, queue):
+    client = create_app(replace(settings, experiments={"e1": "", "secret-study": "t0ken"})).test_client()
+    mixed = [EVENT, {**EVENT, "exp_id": "other"}, {**EVENT, "exp_id": "secret-study", "sequence_number": 9}]
+    answer = post(client, mixed).get_json()
+    assert (answer["accepted"], answer["rejected"]) == (1, 2)
+    assert [e["reason"] for e in answer["errors"]] == ["unknown_experiment", "bad_token"]
+    refused = post(client, {**EVENT, "exp_id": "other"})
+    assert refused.status_code == 403
+    assert refused.get_json()["error"] == "event 0: experiment 'other' is not accepted here"
+    with_token = client.post("/logger/insert?token=t0ken", data=json.dumps(mixed[2]), content_type="text/plain")
+    assert with_token.status_code == 202
+    assert [d["exp_id"] for d in queued(queue)] == ["e1", "secret-study"]
+    assert queue.quarantine_depth() == 0  # refused events of other studies are not kept
+    counters = queue.counters()
+    assert (counters["rejected:unknown_experiment"], counters["rejected:bad_token"]) == (2, 1)

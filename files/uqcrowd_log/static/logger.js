@@ -35,6 +35,7 @@
 
   var script = document.currentScript;
   var endpoint = (script && script.src ? script.src : "/logger/logger.js").replace(/logger\.js(\?.*)?$/, "insert");
+  if (global.uqcrowd_write_token) { endpoint += "?token=" + encodeURIComponent(global.uqcrowd_write_token); }
 
   function decode(text) {
     try { return decodeURIComponent(text.replace(/\+/g, " ")); } catch (err) { return text; }
@@ -126,20 +127,38 @@
     return typeof global.exp_id_preDefined !== "undefined" ? String(global.exp_id_preDefined) : param("exp_id");
   }
 
+  // Who and what this page is for, read once from the URL: MTurk (workerId, assignmentId, hitId,
+  // turkSubmitTo), Prolific (PROLIFIC_PID, STUDY_ID, SESSION_ID) or the page's own parameters.
+  var identity = (function () {
+    var who = {
+      worker_id: param("workerId") || param("worker_id") || param("PROLIFIC_PID"),
+      hit_id: param("hitId") || param("hit_id"),
+      assignment_id: param("assignmentId") || param("assignment_id"),
+      exp_id: experimentId()
+    };
+    var named = {
+      turk_submit_to: param("turkSubmitTo"),
+      prolific_pid: param("PROLIFIC_PID"),
+      prolific_study_id: param("STUDY_ID"),
+      prolific_session_id: param("SESSION_ID")
+    };
+    who.platform = named.prolific_pid ? "prolific" : param("assignmentId") || named.turk_submit_to ? "mturk" : "";
+    for (var key in named) { if (named[key]) { who[key] = named[key]; } }
+    return who;
+  })();
+
   function makeEvent(logType, subType, details) {
     var content = { details: details || {} };
     content[logType] = subType;
-    return {
+    var event = {
       log_type: logType,
       sequence_number: sequence++,
       browser_time: new Date().toISOString(),
-      session_id: global.session_id,
-      worker_id: param("workerId") || param("worker_id"),
-      hit_id: param("hitId") || param("hit_id"),
-      assignment_id: param("assignmentId") || param("assignment_id"),
-      exp_id: experimentId(),
-      content: content
+      session_id: global.session_id
     };
+    for (var key in identity) { if (identity[key] || key.slice(-3) === "_id") { event[key] = identity[key]; } }
+    event.content = content;
+    return event;
   }
 
   function schedule(delay) {

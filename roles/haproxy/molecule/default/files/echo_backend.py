@@ -33,6 +33,11 @@ class Handler(BaseHTTPRequestHandler):
         self._record()
         self._answer(405, {"error": "method not allowed"})
 
+    def do_HEAD(self) -> None:  # as the logger: only POST on /logger/insert
+        self.send_response(405)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_POST(self) -> None:
         length = self._record()
         self._answer(202, {"port": PORT, "xff": self.headers.get("X-Forwarded-For"), "length": length})

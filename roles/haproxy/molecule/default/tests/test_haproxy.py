@@ -97,3 +97,12 @@ def server_states(host) -> dict[str, str]:
     assert status == 200
     rows = [line.split(",") for line in text.splitlines() if line.startswith("loggers,")]
     return {row[1]: row[17] for row in rows if row[1] not in ("BACKEND",)}
+
+
+def test_the_originals_cron_check_still_finds_method_not_allowed(host):
+    """Its crontab greps `curl -I http://localhost/logger/insert` for this reason phrase."""
+    status_line = host.run(
+        "python3 -c \"import http.client as h; c = h.HTTPConnection('127.0.0.1', 80); "
+        "c.request('HEAD', '/logger/insert'); r = c.getresponse(); print(r.status, r.reason)\""
+    ).stdout.strip()
+    assert status_line == "405 METHOD NOT ALLOWED"

@@ -1,0 +1,361 @@
+"""`uqcrowd-log`: the researcher's command line (export, import, sessions, withdraw, dead-letters).
+
+Connection settings come from the same UQCROWD_* variables as the service (on a server the role's
+wrapper reads them from /etc/uqcrowd-log/toolkit.env, with least-privilege users), or from options.
+Every failure is one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import click
+import elastic_transport
+import orjson
+import redis
+from elasticsearch import ApiError, Elasticsearch
+
+from . import elastic, redis_queue
+from .config import ConfigError, Settings
+from .toolkit import formats, imports, retention, sessions, withdraw
+from .toolkit.selection import Selection, count, parse_moment, stream
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _failures(command: F) -> F:
+    """Turn the ways a command fails into one line and exit code 1."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        settings: Settings = click.get_current_context().obj
+        try:
+            return command(*args, **kwargs)
+        except elastic_transport.ConnectionError as exc:
+            raise click.ClickException(
+                f"Elasticsearch at {settings.es_url} is unreachable: {_first_line(exc)}"
+            ) from None
+        except ApiError as exc:
+            raise click.ClickException(_api_error(exc, settings)) from None
+        except elastic_transport.TransportError as exc:
+            raise click.ClickException(f"Elasticsearch at {settings.es_url}: {_first_line(exc)}") from None
+        except redis.RedisError as exc:
+            raise click.ClickException(f"Redis at {_safe_url(settings.redis_url)}: {_first_line(exc)}") from None
+        except (OSError, RuntimeError, withdraw.NotAllRemoved) as exc:
+            raise click.ClickException(_first_line(exc)) from None
+
+    return run  # type: ignore[return-value]
+
+
+def _now() -> Settings:
+    """The settings the failing command used (with the user it picked)."""
+    return click.get_current_context().obj
+
+
+def _api_error(exc: ApiError, settings: Settings) -> str:
+    user = settings.es_username or "(no user)"
+    reason = _first_line(exc.message if hasattr(exc, "message") else exc)
+    if exc.meta.status == 401:
+        return f"Elasticsearch refused the credentials of {user}"
+    if exc.meta.status == 403:
+        return f"{user} lacks the rights for this in Elasticsearch: {reason}"
+    return f"Elasticsearch answered {exc.meta.status}: {reason}"
+
+
+def _first_line(exc: object) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def _safe_url(url: str) -> str:
+    return url.split("@")[-1]
+
+
+def _client(settings: Settings, role: str = "reader") -> Elasticsearch:
+    """A client with the given user, or else with the least-privilege user of this kind of command
+    from the server's toolkit settings (UQCROWD_TOOLKIT_READER_* for reading, _CURATOR_* for sessions
+    --store, withdraw and retention, _WRITER_* for import)."""
+    if not settings.es_username and not settings.es_api_key:
+        settings = replace(
+            settings,
+            es_username=os.environ.get(f"UQCROWD_TOOLKIT_{role.upper()}_USERNAME", ""),
+            es_password=os.environ.get(f"UQCROWD_TOOLKIT_{role.upper()}_PASSWORD", ""),
+        )
+    click.get_current_context().obj = settings  # for the error messages
+    return elastic.connect(settings)
+
+
+def _selection(options: dict[str, Any]) -> Selection:
+    return Selection(
+        exp_id=options["exp_id"] or "",
+        worker_id=options["worker_id"] or "",
+        session_id=options["session_id"] or "",
+        since=options["since"],
+        until=options["until"],
+    )
+
+
+class Moment(click.ParamType):
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_moment(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not a date, an ISO 8601 time or epoch milliseconds", param, ctx)
+
+
+def selection_options(command: F) -> F:
+    for option in reversed(
+        [
+            click.option("--exp-id", help="Only this experiment."),
+            click.option("--worker-id", help="Only this worker."),
+            click.option("--session-id", help="Only this session."),
+            click.option("--since", type=Moment(), help="From this time (date, ISO 8601 or epoch ms), UTC."),
+            click.option("--until", type=Moment(), help="Before this time."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--es-url", envvar="UQCROWD_ES_URL", default=Settings.es_url, show_default=True)
+@click.option("--es-username", envvar="UQCROWD_ES_USERNAME", default="", help="[env UQCROWD_ES_USERNAME]")
+@click.option("--es-password", envvar="UQCROWD_ES_PASSWORD", default="", help="[env UQCROWD_ES_PASSWORD]")
+@click.option("--es-ca-file", envvar="UQCROWD_ES_CA_FILE", default="", help="CA of an https Elasticsearch.")
+@click.option("--index-prefix", envvar="UQCROWD_INDEX_PREFIX", default=Settings.index_prefix, show_default=True)
+@click.pass_context
+def main(
+    ctx: click.Context, es_url: str, es_username: str, es_password: str, es_ca_file: str, index_prefix: str
+) -> None:
+    """Get a study's events out of UQCrowd-Log, check its sessions, honour a withdrawal."""
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+    ctx.obj = replace(
+        settings,
+        es_url=es_url,
+        es_username=es_username,
+        es_password=es_password,
+        es_ca_file=es_ca_file,
+        index_prefix=index_prefix,
+    )
+
+
+def _events_index(settings: Settings) -> str:
+    return f"{settings.index_prefix}-*"
+
+
+def _sources(hits: Iterator[dict[str, Any]], bar: Any) -> Iterator[dict[str, Any]]:
+    for hit in hits:
+        bar.update(1)
+        yield hit["_source"]
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def update(self, _: int) -> None:
+        return None
+
+
+def _bar(total: int, label: str) -> Any:
+    """A progress bar on a terminal (stderr), none when it is not one."""
+    if sys.stderr.isatty():
+        return click.progressbar(length=total, label=label, file=sys.stderr)
+    return _NoBar()
+
+
+@main.command()
+@selection_options
+@click.option("--format", "fmt", type=click.Choice(formats.FORMATS), default="ndjson", show_default=True)
+@click.option("-o", "--output", default="-", show_default=True, help="File to write, or - for standard output.")
+@click.pass_obj
+@_failures
+def export(settings: Settings, fmt: str, output: str, **options: Any) -> None:
+    """Export events, ordered by session then sequence number (NDJSON as stored; CSV and Parquet
+    with nested fields flattened to dotted column names)."""
+    client, selection = _client(settings), _selection(options)
+    total = count(client, _events_index(settings), selection)
+    if total == 0:
+        raise click.ClickException(f"no events match {selection.describe()}")
+    with _open_output(output) as out, _bar(total, f"exporting {total} events") as bar:
+        written = formats.WRITERS[fmt](_sources(stream(client, _events_index(settings), selection), bar), out)
+    click.echo(f"exported {written} events ({selection.describe()}) as {fmt} to {output}", err=True)
+
+
+@contextmanager
+def _open_output(output: str) -> Iterator[IO[bytes]]:
+    if output == "-":
+        yield sys.stdout.buffer
+    else:
+        with Path(output).open("wb") as file:
+            yield file
+
+
+@contextmanager
+def _open_input(name: str) -> Iterator[IO[bytes]]:
+    if name == "-":
+        yield sys.stdin.buffer
+    else:
+        with Path(name).open("rb") as file:
+            yield file
+
+
+@main.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.pass_obj
+@_failures
+def import_(settings: Settings, files: tuple[str, ...]) -> None:
+    """Load NDJSON files back (this system's exports or the original export.py's): ids kept, a
+    second import adds nothing."""
+    client = _client(settings, "writer")
+    failed = False
+    for name in files:
+        with _open_input(name) as source:
+            result = imports.import_ndjson(client, settings.index_prefix, source)
+        click.echo(
+            f"{name}: {result.read} read, {result.created} imported, {result.present} already stored, "
+            f"{len(result.refused)} refused",
+            err=True,
+        )
+        for line, why in result.refused[:10]:
+            click.echo(f"  line {line}: {why}", err=True)
+        failed = failed or bool(result.refused)
+    if failed:
+        raise click.ClickException("some events were not imported (see above)")
+
+
+@main.command("sessions")
+@selection_options
+@click.option("--csv", "as_csv", is_flag=True, help="CSV on standard output instead of a table.")
+@click.option("--store", is_flag=True, help="Write the reports of one day into the session index (cron).")
+@click.option("--day", help="With --store: the day (YYYY-MM-DD, UTC) whose index to read; default yesterday.")
+@click.option("--session-index-prefix", envvar="UQCROWD_SESSION_INDEX_PREFIX", default="uqcrowd-session")
+@click.pass_obj
+@_failures
+def sessions_(
+    settings: Settings, as_csv: bool, store: bool, day: str | None, session_index_prefix: str, **options: Any
+) -> None:
+    """Per session: worker, HIT, assignment, experiment, times, events by type, gaps, duplicates,
+    End Session's count against what is stored -> complete or not."""
+    client, selection = _client(settings, "curator" if store else "reader"), _selection(options)
+    if store:
+        day = day or (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+        reports = sessions.read_reports(client, f"{settings.index_prefix}-{day}", selection)
+        written = sessions.store(client, f"{session_index_prefix}-{day}", reports)
+        click.echo(f"stored {written} session reports of {day} in {session_index_prefix}-{day}", err=True)
+        return
+    reports = sessions.read_reports(client, _events_index(settings), selection)
+    if not reports:
+        raise click.ClickException(f"no events match {selection.describe()}")
+    rows = [r.as_row() for r in reports]
+    if as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    columns = ["session_id", "worker_id", "exp_id", "duration_seconds", "stored", "declared", "missing", "duplicates"]
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in [*columns, "complete"]}
+    click.echo("  ".join(c.ljust(widths[c]) for c in [*columns, "complete"]))
+    for row in rows:
+        click.echo("  ".join(str(row[c]).ljust(widths[c]) for c in [*columns, "complete"]))
+    done = sum(r.complete for r in reports)
+    click.echo(f"{done} of {len(reports)} sessions complete", err=True)
+
+
+@main.command("withdraw")
+@click.option("--worker-id", required=True, help="The worker whose consent was withdrawn.")
+@click.option("--dry-run", is_flag=True, help="Only show how many documents each index holds.")
+@click.option("--session-index-prefix", envvar="UQCROWD_SESSION_INDEX_PREFIX", default="uqcrowd-session")
+@click.option(
+    "--audit-log",
+    envvar="UQCROWD_AUDIT_LOG",
+    default="/var/log/uqcrowd-log/withdrawals.log",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+)
+@click.pass_obj
+@_failures
+def withdraw_(settings: Settings, worker_id: str, dry_run: bool, session_index_prefix: str, audit_log: Path) -> None:
+    """Remove every event (and session report) of one worker, verify none remain, and audit it."""
+    client = _client(settings, "curator")
+    indices = f"{settings.index_prefix}-*,{session_index_prefix}-*"
+    if dry_run:
+        planned = withdraw.plan(client, indices, worker_id)
+        for index, n in sorted(planned.by_index.items()):
+            click.echo(f"{index}\t{n}")
+        click.echo(f"{planned.total} documents of worker {worker_id} would be removed (dry run)", err=True)
+        return
+    done = withdraw.withdraw(client, indices, worker_id, audit_log)
+    click.echo(f"removed {done.total} documents of worker {worker_id}; 0 remain; audit line in {audit_log}", err=True)
+
+
+@main.command("retention")
+@click.option("--days", type=click.IntRange(min=1), required=True, help="Keep this many days of indices.")
+@click.option("--session-index-prefix", envvar="UQCROWD_SESSION_INDEX_PREFIX", default="uqcrowd-session")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+@click.pass_obj
+@_failures
+def retention_(settings: Settings, days: int, session_index_prefix: str, dry_run: bool) -> None:
+    """Delete the daily event and session indices older than --days (for clusters without ILM)."""
+    prefixes = [settings.index_prefix, session_index_prefix]
+    doomed = retention.apply(_client(settings, "curator"), prefixes, days, datetime.now(UTC).date(), dry_run)
+    for name in doomed:
+        click.echo(name)
+    verb = "would be deleted (dry run)" if dry_run else "deleted"
+    click.echo(f"{len(doomed)} indices older than {days} days {verb}", err=True)
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """Events kept aside: refused by Elasticsearch (dead letters) or at the door (quarantine)."""
+
+
+@dead_letters.command("list")
+@click.option("--quarantine", is_flag=True, help="The quarantine (invalid events of good batches) instead.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.pass_obj
+@_failures
+def dead_letters_list(settings: Settings, quarantine: bool, limit: int) -> None:
+    """Print the oldest records as NDJSON (reason first)."""
+    queue = redis_queue.open_queue(settings)
+    records = queue.quarantine_records(0, limit - 1) if quarantine else queue.dead_letter_records(0, limit - 1)
+    for record in records:
+        click.echo(orjson.dumps(record).decode())
+    total = queue.quarantine_depth() if quarantine else queue.dead_letter_depth()
+    click.echo(f"{len(records)} of {total} shown", err=True)
+
+
+@dead_letters.command("replay")
+@click.option("--count", "how_many", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.pass_obj
+@_failures
+def dead_letters_replay(settings: Settings, how_many: int) -> None:
+    """Put dead letters back in the queue (after fixing what made Elasticsearch refuse them)."""
+    moved = redis_queue.open_queue(settings).replay_dead_letters(how_many)
+    click.echo(f"{moved} dead letters back in the queue", err=True)
+
+
+def run() -> None:
+    main(prog_name="uqcrowd-log")
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,43 @@
+"""Pure tests of what is kept of an address, of the allow-list's parsing, and of retention's choice."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from uqcrowd_log.config import ConfigError, Settings
+from uqcrowd_log.proxies import recorded_ip
+from uqcrowd_log.toolkit.retention import expired
+
+
+@pytest.mark.parametrize(
+    ("address", "mode", "kept"),
+    [
+        ("198.51.100.77", "full", "198.51.100.77"),
+        ("198.51.100.77", "truncated", "198.51.100.0"),
+        ("2001:db8:abcd:12::1", "truncated", "2001:db8:abcd::"),
+        ("198.51.100.77", "none", None),
+        ("not-an-address", "truncated", None),
+    ],
+)
+def test_recorded_ip(address, mode, kept):
+    assert recorded_ip(address, mode) == kept
+
+
+def test_settings_read_the_privacy_variables():
+    settings = Settings.from_env({"UQCROWD_CLIENT_IP": "truncated", "UQCROWD_EXPERIMENTS": "a, b=tok ,,"})
+    assert settings.client_ip == "truncated"
+    assert dict(settings.experiments) == {"a": "", "b": "tok"}
+    with pytest.raises(ConfigError, match="UQCROWD_CLIENT_IP"):
+        Settings.from_env({"UQCROWD_CLIENT_IP": "hashed"})
+
+
+def test_retention_picks_daily_indices_older_than_n_days_of_its_prefixes_only():
+    names = [
+        "uqcrowd-log-2026-11-28", "uqcrowd-log-2026-10-29", "uqcrowd-log-2026-10-28", "uqcrowd-log-2025-01-01",
+        "uqcrowd-session-2026-01-01", "uqcrowd-log-notes", "other-2020-01-01", "uqcrowd-log-x-2020-01-01",
+        "uqcrowd-log-2026-13-45",
+    ]  # fmt: skip
+    doomed = expired(names, ["uqcrowd-log", "uqcrowd-session"], 30, date(2026, 11, 28))
+    assert doomed == ["uqcrowd-log-2025-01-01", "uqcrowd-log-2026-10-28", "uqcrowd-session-2026-01-01"]
