@@ -31,6 +31,7 @@ from elasticsearch import ApiError, Elasticsearch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "files")]
 
+from bench import export  # noqa: E402
 from tests.support.services import (  # noqa: E402
     ElasticsearchServer,
     LoggerProcess,
@@ -346,35 +347,18 @@ def table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    """`python -m bench`: every run; `python -m bench export`: only the researcher's export."""
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="uqcrowd-bench-"))
     bench = Bench(work)
     results: list[dict] = []
+    exported: dict = {}
     try:
-        print(f"make bench: {CORES} vCPUs, N = {DEFAULT_N} backends by default, {DURATION} s per run", flush=True)
-        results.append(bench.run("(a) original: dev server, index per event", "index", DEFAULT_N))
-        results.append(bench.run("(a') original cache mode: dev server, LPUSH", "cache", DEFAULT_N))
-        for n in (1, 2, 4, 8):
-            results.append(bench.run(f"(b) stack N={n}, one event/request", "stack", n))
-        results.append(
-            bench.run(
-                f"(c) stack N={DEFAULT_N}, {TRACKER_BATCH} events/request", "stack", DEFAULT_N, batch=TRACKER_BATCH
-            )
-        )
-        top = max(r["requests_per_s"] for r in results if r["kind"] == "stack" and r["batch"] == 1)
-        connections = 16
-        delay_ms = max(0.0, connections * 1000 / (top / 2))
-        results.append(
-            bench.run(
-                f"(b) stack N={DEFAULT_N} at ~50% of top rate, {HALF_RATE_SECONDS} s",
-                "stack",
-                DEFAULT_N,
-                seconds=HALF_RATE_SECONDS,
-                connections=connections,
-                delay_ms=delay_ms,
-            )
-        )
+        if argv[:1] != ["export"]:
+            run_all(bench, results)
+        print(f"export: loading {export.EVENTS:,} events, then exporting them in 3 formats", flush=True)
+        exported = export.measure(bench.es, bench.es_server.url)
     finally:
         bench.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -386,15 +370,44 @@ def main() -> int:
         "duration_s": DURATION,
         "wall_s": time.monotonic() - started,
         "results": results,
+        "export": exported,
     }
-    out = ROOT / "bench/results" / f"{datetime.now(UTC):%Y-%m-%d}.json"
+    name = f"{datetime.now(UTC):%Y-%m-%d}{'-export' if argv[:1] == ['export'] else ''}.json"
+    out = ROOT / "bench/results" / name
     out.write_text(json.dumps(report, indent=2) + "\n")
     print()
-    print(table(results))
+    if results:
+        print(table(results))
+    print(export.table(exported))
     print(f"\n{len(results)} runs in {report['wall_s']:.0f} s; figures in {out.relative_to(ROOT)}")
     return 0
 
 
+def run_all(bench: Bench, results: list[dict]) -> None:
+    """The throughput runs: the original's two modes, the stack at N = 1, 2, 4, 8, batches, half rate."""
+    print(f"make bench: {CORES} vCPUs, N = {DEFAULT_N} backends by default, {DURATION} s per run", flush=True)
+    results.append(bench.run("(a) original: dev server, index per event", "index", DEFAULT_N))
+    results.append(bench.run("(a') original cache mode: dev server, LPUSH", "cache", DEFAULT_N))
+    for n in (1, 2, 4, 8):
+        results.append(bench.run(f"(b) stack N={n}, one event/request", "stack", n))
+    results.append(
+        bench.run(f"(c) stack N={DEFAULT_N}, {TRACKER_BATCH} events/request", "stack", DEFAULT_N, batch=TRACKER_BATCH)
+    )
+    top = max(r["requests_per_s"] for r in results if r["kind"] == "stack" and r["batch"] == 1)
+    connections = 16
+    delay_ms = max(0.0, connections * 1000 / (top / 2))
+    results.append(
+        bench.run(
+            f"(b) stack N={DEFAULT_N} at ~50% of top rate, {HALF_RATE_SECONDS} s",
+            "stack",
+            DEFAULT_N,
+            seconds=HALF_RATE_SECONDS,
+            connections=connections,
+            delay_ms=delay_ms,
+        )
+    )
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -50,7 +50,8 @@ def es_server(workdir: Path) -> Iterator[ElasticsearchServer]:
     # Not under pytest's tmp dir: that is root-only, and Elasticsearch runs as an unprivileged user.
     home = Path(tempfile.mkdtemp(prefix="uqcrowd-es-", dir="/var/tmp"))
     home.chmod(0o755)
-    server = ElasticsearchServer(Path(archive), home)
+    # 2 MB, below the indexer's 5 MiB batches, as an operator might set it: big bulks are refused whole.
+    server = ElasticsearchServer(Path(archive), home, max_content_length="2mb")
     server.start()
     yield server
     server.stop()

@@ -311,3 +311,18 @@ def test_a_malformed_escape_in_the_url_does_not_stop_the_tracker(edge):
     docs = documents(edge["es"], edge["settings"], session)
     assert {(d["worker_id"], d["hit_id"], d["assignment_id"]) for d in docs} == {("W%2", "%E0%A4%A", "A 1")}
     assert report.complete
+
+
+def test_mturk_and_prolific_parameters_become_named_fields(edge):
+    mturk = open_task(
+        edge, "workerId=AW1&assignmentId=AS1&hitId=HT1&turkSubmitTo=https%3A%2F%2Fsubmit.example.org"
+    )
+    prolific = open_task(edge, "PROLIFIC_PID=5f1a&STUDY_ID=st-9&SESSION_ID=ps-3")
+    leave(edge)
+    wait_complete(edge, [mturk, prolific], 60)
+    [m] = {(d["worker_id"], d["assignment_id"], d["hit_id"], d["turk_submit_to"], d["platform"])
+           for d in documents(edge["es"], edge["settings"], mturk)}  # fmt: skip
+    assert m == ("AW1", "AS1", "HT1", "https://submit.example.org", "mturk")
+    [p] = {(d["worker_id"], d["prolific_pid"], d["prolific_study_id"], d["prolific_session_id"], d["platform"])
+           for d in documents(edge["es"], edge["settings"], prolific)}  # fmt: skip
+    assert p == ("5f1a", "5f1a", "st-9", "ps-3", "prolific")

@@ -120,11 +120,10 @@ class RedisServer(Process):
 class ElasticsearchServer(Process):
     """The official integ-test-zip, unpacked once, run with the host's Java 17 and a small heap."""
 
-    def __init__(self, archive: Path, workdir: Path) -> None:
+    def __init__(self, archive: Path, workdir: Path, max_content_length: str = "100mb") -> None:
         super().__init__(workdir / "elasticsearch.out")
         self.port, self.transport_port = free_port(), free_port()
-        # Below the indexer's 5 MiB batches, as an operator might set it: big bulks are refused whole.
-        self.max_content_length = "2mb"
+        self.max_content_length = max_content_length  # http.max_content_length (Elasticsearch's default)
         if not any(workdir.glob("elasticsearch-*")):
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(workdir)

@@ -1,0 +1,98 @@
+"""The researcher's export measured: 1,000,000 events over 3 days loaded into Elasticsearch, then
+`uqcrowd-log export` run as a researcher runs it (NDJSON and CSV to a file), its rate and peak memory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+from elasticsearch import Elasticsearch
+
+from tests.support.services import ROOT
+from uqcrowd_log.elastic import bulk_create_split
+from uqcrowd_log.events import Prepared
+
+EVENTS = 1_000_000
+PER_SESSION = 100
+PREFIX = "bench-export"
+
+
+def load(es: Elasticsearch, events: int = EVENTS) -> float:
+    """Index the study; returns the seconds it took."""
+    started = time.monotonic()
+    base = datetime.now(UTC).replace(microsecond=0)
+    batch: list[tuple[int, Prepared]] = []
+    for n in range(events):
+        session, seq = divmod(n, PER_SESSION)
+        moment = base - timedelta(days=session % 3, seconds=session)
+        doc = {
+            "event_id": f"e{n:08d}",
+            "log_type": "mouse_event",
+            "sequence_number": seq,
+            "session_id": f"s{session:06d}",
+            "worker_id": f"W{session % 500}",
+            "exp_id": f"exp-{session % 2}",
+            "browser_time": moment.isoformat(),
+            "server_time": moment.isoformat(),
+            "content": {"mouse_event": "click", "details": {"event_x": seq, "event_y": n % 700, "id": "answer"}},
+        }
+        batch.append((n, Prepared(doc["event_id"], f"{moment:%Y-%m-%d}", orjson.dumps(doc))))
+        if len(batch) == 5000:
+            bulk_create_split(es, PREFIX, batch)
+            batch = []
+    bulk_create_split(es, PREFIX, batch)
+    es.indices.refresh(index=f"{PREFIX}-*")
+    return time.monotonic() - started
+
+
+def export(es_url: str, fmt: str) -> dict:
+    """Run the command as a child; its wall time and peak RSS (ru_maxrss of that child alone)."""
+    with tempfile.TemporaryDirectory() as work:
+        out = Path(work) / f"export.{fmt}"
+        env = {**os.environ, "UQCROWD_ES_URL": es_url, "UQCROWD_INDEX_PREFIX": PREFIX}
+        started = time.monotonic()
+        child = subprocess.Popen(
+            [sys.executable, str(ROOT / "files/uqcrowd-log"), "export", "--format", fmt, "-o", str(out)],
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.monotonic() - started
+        assert os.waitstatus_to_exitcode(status) == 0, child.stderr.read() if child.stderr else ""
+        lines = sum(1 for _ in out.open("rb")) if fmt != "parquet" else None
+        size = out.stat().st_size
+    rows = lines - (1 if fmt == "csv" else 0) if lines is not None else EVENTS
+    return {
+        "format": fmt,
+        "events": rows,
+        "seconds": round(wall, 1),
+        "events_per_s": round(rows / wall),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "file_mb": round(size / 1024**2, 1),
+    }
+
+
+def measure(es: Elasticsearch, es_url: str) -> dict:
+    loaded = load(es)
+    runs = [export(es_url, fmt) for fmt in ("ndjson", "csv", "parquet")]
+    return {"events": EVENTS, "load_s": round(loaded, 1), "exports": runs}
+
+
+def table(figures: dict) -> str:
+    lines = [
+        f"export of {figures['events']:,} events (loaded in {figures['load_s']} s):",
+        "| format | events | seconds | events/s | peak RSS (MB) | file (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in figures["exports"]:
+        lines.append(
+            f"| {run['format']} | {run['events']:,} | {run['seconds']} | {run['events_per_s']:,} "
+            f"| {run['peak_rss_mb']} | {run['file_mb']} |"
+        )
+    return "\n".join(lines)
