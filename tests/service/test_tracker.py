@@ -314,9 +314,7 @@ def test_a_malformed_escape_in_the_url_does_not_stop_the_tracker(edge):
 
 
 def test_mturk_and_prolific_parameters_become_named_fields(edge):
-    mturk = open_task(
-        edge, "workerId=AW1&assignmentId=AS1&hitId=HT1&turkSubmitTo=https%3A%2F%2Fsubmit.example.org"
-    )
+    mturk = open_task(edge, "workerId=AW1&assignmentId=AS1&hitId=HT1&turkSubmitTo=https%3A%2F%2Fsubmit.example.org")
     prolific = open_task(edge, "PROLIFIC_PID=5f1a&STUDY_ID=st-9&SESSION_ID=ps-3")
     leave(edge)
     wait_complete(edge, [mturk, prolific], 60)
