@@ -227,3 +227,19 @@ def test_failures_are_one_line_and_exit_non_zero(es_server, study):
     assert len(down.output.strip().splitlines()) == 1
     assert run(es_server, study["prefix"], "export", "--since", "yesterday").exit_code == 2
     assert "--worker-id" in run(es_server, study["prefix"], "withdraw", "--help").output
+
+
+def test_dead_letters_are_listed_with_their_reason_and_replayed(settings, queue):
+    event = prepared({"session_id": "dl", "sequence_number": 1, "log_type": "message", "server_time": "x"})
+    queue.put([event], 10**9)
+    queue.ensure_group()
+    [entry] = queue.read("cli-test", 10, None)
+    queue.dead_letter([(entry.event, "400 document_parsing_exception: server_time")], [entry])
+    env = {"UQCROWD_REDIS_URL": settings.redis_url, "UQCROWD_REDIS_PREFIX": settings.redis_prefix}
+    listed = CliRunner().invoke(main, ["dead-letters", "list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    [record] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (record["event_id"], record["error"]) == (event.event_id, "400 document_parsing_exception: server_time")
+    replayed = CliRunner().invoke(main, ["dead-letters", "replay"], env=env)
+    assert "1 dead letters back in the queue" in replayed.output
+    assert (queue.dead_letter_depth(), queue.depth()) == (0, 1)
