@@ -18,7 +18,7 @@ from tests.support.in_container import (
     running_backends,
     wait_documents,
 )
-from tests.support.playbook import converge
+from tests.support.playbook import converge, run_alone
 
 _REDIS_PING = (
     "import socket, sys; s = socket.create_connection((sys.argv[1], 6379), 5); "
@@ -121,3 +121,9 @@ def test_backend_count_on_the_logger_host_drives_haproxy_on_the_lb_host(lb, app,
     converge("logger,haproxy", uqcrowd_backend_count="2")
     assert_backend_count(lb, app, 2)
     assert http(app, "GET", f"{front(addresses)}/insert")[0] == 405
+
+
+def test_the_haproxy_playbook_alone_and_limited_to_lb_changes_nothing(lb, app):
+    """HAProxy's backends come from the inventory and every host's facts, not from the logger play."""
+    run_alone("haproxy.yml", limit="lb")
+    assert_backend_count(lb, app, 2)
