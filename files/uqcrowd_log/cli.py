@@ -37,21 +37,10 @@ def _failures(command: F) -> F:
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
-        settings: Settings = click.get_current_context().obj
         try:
             return command(*args, **kwargs)
-        except elastic_transport.ConnectionError as exc:
-            raise click.ClickException(
-                f"Elasticsearch at {settings.es_url} is unreachable: {_first_line(exc)}"
-            ) from None
-        except ApiError as exc:
-            raise click.ClickException(_api_error(exc, settings)) from None
-        except elastic_transport.TransportError as exc:
-            raise click.ClickException(f"Elasticsearch at {settings.es_url}: {_first_line(exc)}") from None
-        except redis.RedisError as exc:
-            raise click.ClickException(f"Redis at {_safe_url(settings.redis_url)}: {_first_line(exc)}") from None
-        except (OSError, RuntimeError, withdraw.NotAllRemoved) as exc:
-            raise click.ClickException(_first_line(exc)) from None
+        except (ApiError, elastic_transport.TransportError, redis.RedisError, OSError, RuntimeError) as exc:
+            raise click.ClickException(_message(exc, _now())) from None
 
     return run  # type: ignore[return-value]
 
@@ -59,6 +48,19 @@ def _failures(command: F) -> F:
 def _now() -> Settings:
     """The settings the failing command used (with the user it picked)."""
     return click.get_current_context().obj
+
+
+def _message(exc: Exception, settings: Settings) -> str:
+    """One line saying what failed, with the server and the user the command used."""
+    if isinstance(exc, elastic_transport.ConnectionError):
+        return f"Elasticsearch at {settings.es_url} is unreachable: {_first_line(exc)}"
+    if isinstance(exc, ApiError):
+        return _api_error(exc, settings)
+    if isinstance(exc, elastic_transport.TransportError):
+        return f"Elasticsearch at {settings.es_url}: {_first_line(exc)}"
+    if isinstance(exc, redis.RedisError):
+        return f"Redis at {_safe_url(settings.redis_url)}: {_first_line(exc)}"
+    return _first_line(exc)
 
 
 def _api_error(exc: ApiError, settings: Settings) -> str:

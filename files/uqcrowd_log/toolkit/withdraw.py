@@ -24,7 +24,7 @@ class Withdrawal:
         return sum(self.by_index.values())
 
 
-class NotAllRemoved(Exception):
+class NotAllRemoved(RuntimeError):
     """Documents of the worker are still there after the deletion."""
 
 

@@ -13,8 +13,15 @@ from tests.support.report import record
 
 SECRETS_DIR = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "inventory" / ".secrets"
 ALLOWED = {
-    "redis-password": {"/etc/redis/redis.conf", "/etc/uqcrowd-log/logger.env"},
-    "writer-password": {"/etc/uqcrowd-log/logger.env", "/etc/uqcrowd-monitor/monitor.json"},
+    "redis-password": {"/etc/redis/redis.conf", "/etc/uqcrowd-log/logger.env", "/etc/uqcrowd-log/toolkit.env"},
+    "writer-password": {
+        "/etc/uqcrowd-log/logger.env",
+        "/etc/uqcrowd-log/toolkit.env",
+        "/etc/uqcrowd-monitor/monitor.json",
+    },
+    # The toolkit's users: in the command's settings only (root and the service group).
+    "reader-password": {"/etc/uqcrowd-log/toolkit.env"},
+    "curator-password": {"/etc/uqcrowd-log/toolkit.env"},
 }
 
 
