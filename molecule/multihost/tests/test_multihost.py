@@ -118,12 +118,17 @@ def test_backend_count_on_the_logger_host_drives_haproxy_on_the_lb_host(lb, app,
     converge("logger,haproxy", uqcrowd_backend_count="3")
     assert_backend_count(lb, app, 3)
     assert [line.split()[2] for line in haproxy_servers(lb)] == [f"{addresses['app']}:{p}" for p in (5001, 5002, 5003)]
-    converge("logger,haproxy", uqcrowd_backend_count="2")
-    assert_backend_count(lb, app, 2)
+    converge("logger,haproxy")  # back to the inventory's rule
+    assert_backend_count(lb, app, default_backend_count(app))
     assert http(app, "GET", f"{front(addresses)}/insert")[0] == 405
+
+
+def default_backend_count(app) -> int:
+    """The README's rule, unless the inventory sets uqcrowd_backend_count: two per vCPU, at least two."""
+    return max(2, 2 * int(app.run("nproc").stdout))
 
 
 def test_the_haproxy_playbook_alone_and_limited_to_lb_changes_nothing(lb, app):
     """HAProxy's backends come from the inventory and every host's facts, not from the logger play."""
     run_alone("haproxy.yml", limit="lb")
-    assert_backend_count(lb, app, 2)
+    assert_backend_count(lb, app, default_backend_count(app))
