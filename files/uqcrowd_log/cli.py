@@ -197,26 +197,18 @@ def export(settings: Settings, fmt: str, output: str, **options: Any) -> None:
     total = count(client, _events_index(settings), selection)
     if total == 0:
         raise click.ClickException(f"no events match {selection.describe()}")
-    with _open_output(output) as out, _bar(total, f"exporting {total} events") as bar:
+    with _open(output, "wb") as out, _bar(total, f"exporting {total} events") as bar:
         written = formats.WRITERS[fmt](_sources(stream(client, _events_index(settings), selection), bar), out)
     click.echo(f"exported {written} events ({selection.describe()}) as {fmt} to {output}", err=True)
 
 
 @contextmanager
-def _open_output(output: str) -> Iterator[IO[bytes]]:
-    if output == "-":
-        yield sys.stdout.buffer
-    else:
-        with Path(output).open("wb") as file:
-            yield file
-
-
-@contextmanager
-def _open_input(name: str) -> Iterator[IO[bytes]]:
+def _open(name: str, mode: str) -> Iterator[IO[bytes]]:
+    """The file `name` in binary `mode` ("rb" or "wb"), or standard input/output for "-"."""
     if name == "-":
-        yield sys.stdin.buffer
+        yield sys.stdin.buffer if mode == "rb" else sys.stdout.buffer
     else:
-        with Path(name).open("rb") as file:
+        with Path(name).open(mode) as file:
             yield file
 
 
@@ -230,7 +222,7 @@ def import_(settings: Settings, files: tuple[str, ...]) -> None:
     client = _client(settings, "writer")
     failed = False
     for name in files:
-        with _open_input(name) as source:
+        with _open(name, "rb") as source:
             result = imports.import_ndjson(client, settings.index_prefix, source)
         click.echo(
             f"{name}: {result.read} read, {result.created} imported, {result.present} already stored, "
