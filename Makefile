@@ -27,6 +27,7 @@ venv: $(BIN)/.installed ## Python tooling (pinned) in .venv
 deps: ## Debian packages and the Elasticsearch test archive the tests use (idempotent)
 	scripts/install-test-deps.sh
 	scripts/fetch-elasticsearch.sh >/dev/null
+	ES_VERSION=8.18.0 scripts/fetch-elasticsearch.sh >/dev/null  # the multihost cluster's rolling upgrade starts on it
 
 molecule-host: ## podman, host fixes and the Debian 12 systemd image (idempotent)
 	scripts/prepare-molecule-host.sh

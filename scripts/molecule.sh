@@ -7,6 +7,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 role="${1:-}" scenario="${2:-}"
 export UQCROWD_ES_ARCHIVE="${UQCROWD_ES_ARCHIVE:-$(scripts/fetch-elasticsearch.sh)}"
+# The release before: the multihost scenario's cluster starts on it and is rolled to the current one.
+export UQCROWD_ES_ARCHIVE_PREVIOUS="${UQCROWD_ES_ARCHIVE_PREVIOUS:-$(ES_VERSION=8.18.0 scripts/fetch-elasticsearch.sh)}"
 export UQCROWD_WHEELHOUSE="${UQCROWD_WHEELHOUSE:-$(scripts/build-wheelhouse.sh)}"
 export MOLECULE_NO_LOG=false PY_COLORS=0 ANSIBLE_FORCE_COLOR=0
 
@@ -27,6 +29,7 @@ for run in "${runs[@]}"; do
   project="${run%%:*}" name="${run##*:}" start=$SECONDS
   echo "=== molecule test -s $name  ($project)"
   if (cd "$project" && molecule test -s "$name"); then result=passed; else result=FAILED; failed=1; fi
+  podman volume ls -q --filter name=uqcrowd- | xargs -r podman volume rm -f >/dev/null  # e.g. snapshot storage
   summary+=("$(printf '%-28s %-12s %4ds  %s' "$project" "$name" $((SECONDS - start)) "$result")")
 done
 printf '\n%s\n' "Molecule summary:" "${summary[@]}"

@@ -53,15 +53,23 @@ class BulkOutcome(Generic[K]):
         )
 
 
+def node_urls(es_url: str) -> list[str]:
+    """The nodes of UQCROWD_ES_URL: one URL, or several separated by commas (a cluster)."""
+    return [url.strip() for url in es_url.split(",") if url.strip()]
+
+
 def connect(settings: Settings) -> Elasticsearch:
-    options: dict[str, Any] = {"request_timeout": 30, "max_retries": 0}
+    """A client of every node given: a request that cannot reach one node goes to the next (a bulk is
+    safe to resend: each event is `create`d under its own id)."""
+    nodes = node_urls(settings.es_url)
+    options: dict[str, Any] = {"request_timeout": 30, "max_retries": len(nodes) - 1}
     if settings.es_api_key:
         options["api_key"] = settings.es_api_key
     elif settings.es_username:
         options["basic_auth"] = (settings.es_username, settings.es_password)
     if settings.es_ca_file:
         options["ca_certs"] = settings.es_ca_file
-    return Elasticsearch(settings.es_url, **options)
+    return Elasticsearch(nodes, **options)
 
 
 def index_name(prefix: str, day: str) -> str:

@@ -13,7 +13,7 @@ import redis
 import requests
 
 from tests.service.conftest import env_of
-from tests.support.services import RedisServer, wait_until
+from tests.support.services import RedisServer, free_port, wait_until
 from uqcrowd_log.completeness import session_reports
 from uqcrowd_log.events import Prepared
 
@@ -93,6 +93,17 @@ def test_batch_of_500_becomes_500_documents_with_the_templates_mappings(es, es_s
     mapping = es.indices.get_mapping(index=today_index(settings))[today_index(settings)]["mappings"]
     assert mapping["properties"]["session_id"]["type"] == "keyword"
     assert mapping["properties"]["server_time"]["type"] == "date"
+
+
+def test_with_one_node_of_the_list_down_the_indexer_uses_the_next(es, es_server, settings, spawn, queue):
+    """UQCROWD_ES_URL lists a cluster's nodes: one that nothing answers (first) costs no event."""
+    env = env_of(settings, f"http://127.0.0.1:{free_port()},{es_server.url}")
+    backend = spawn(env)
+    spawn(env, "indexer")
+    post_all(backend.url, [event(n) for n in range(200)], batch=50)
+    wait_for_count(es, settings, 200)
+    assert count(es, settings) == 200
+    assert queue.dead_letter_depth() == 0
 
 
 def test_the_same_event_posted_twice_is_one_document(es, es_server, settings, spawn):

@@ -1,41 +1,41 @@
-"""site.yml run again by a Molecule test, on the scenario's own inventory."""
+"""site.yml (or one playbook) run again by a Molecule test, on the scenario's own inventory."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SITE = ROOT / "site.yml"
 
 
-def converge(tags: str = "", **extra: str) -> None:
-    """Run site.yml (only `tags`' plays if given) with extra variables.
-
-    Fails on an error or on any generated secret in Ansible's -v output."""
-    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SITE), "-v"]
-    if tags:
-        command += ["--tags", tags]
-    for key, value in extra.items():
-        command += ["-e", f"{key}={value}"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False)
+def run(playbook: str, *args: str) -> str:
+    """ansible-playbook ROOT/playbook on the scenario's inventory; its output. Fails on an error, and
+    on any generated secret in the output (-v prints every task's result)."""
+    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / playbook), "-v", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1500, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     secrets = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / ".secrets"
-    for secret in secrets.iterdir():
+    for secret in secrets.iterdir() if secrets.is_dir() else []:
         assert secret.read_text().strip() not in result.stdout + result.stderr, secret.name
-
-
-def run_alone(playbook: str, limit: str = "") -> str:
-    """Run one playbook of playbooks/ (with --limit if given) on the scenario's inventory; its output.
-
-    Fails on an error, and on any change: it runs on a converged deployment."""
-    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / "playbooks" / playbook)]
-    if limit:
-        command += ["--limit", limit]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    recap = result.stdout[result.stdout.index("PLAY RECAP") :]
-    assert " changed=0 " in recap, recap
-    assert all(" changed=0 " in line for line in recap.splitlines() if " ok=" in line), recap
     return result.stdout
+
+
+def converge(tags: str = "", **extra: str) -> str:
+    """Run site.yml (only `tags`' plays if given) with extra variables; its output."""
+    args = ["--tags", tags] if tags else []
+    for key, value in extra.items():
+        args += ["-e", f"{key}={value}"]
+    return run("site.yml", *args)
+
+
+def run_unchanged(playbook: str, *args: str) -> str:
+    """Run a playbook (site.yml or playbooks/NAME.yml, with e.g. --limit or --check) on a converged
+    deployment; its output. Fails on any change."""
+    output = run(playbook, *args)
+    recap = output[output.index("PLAY RECAP") :]
+    task = r"^(?:TASK|RUNNING HANDLER) \[(.*?)\].*\n"
+    changed = re.findall(task + r"(?:(?!TASK \[|RUNNING HANDLER \[).*\n)*?changed: \[(.*?)\]", output, re.M)
+    assert all(" changed=0 " in line for line in recap.splitlines() if " ok=" in line), (changed, recap)
+    return output

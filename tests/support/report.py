@@ -11,6 +11,15 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 HEADERS = {
     "reliability": ["fault or input", "requests sent", "failed", "accepted", "lost", "duplicated", "recovery"],
+    "operations": [
+        "operation (molecule/multihost)",
+        "requests sent",
+        "failed",
+        "accepted",
+        "lost",
+        "duplicated",
+        "recovery",
+    ],
     "browser": ["edge case (headless Chromium)", "requests", "events made", "lost", "duplicated", "recovery"],
 }
 

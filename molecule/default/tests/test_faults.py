@@ -5,79 +5,41 @@ Every case adds a row to the reliability table (tests/support/report.py writes i
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-from tests.support.in_container import http, post_many, session_documents
+from tests.support import load
+from tests.support.in_container import http, post_many
 from tests.support.report import record
 
 FRONT = "http://127.0.0.1:80/logger/insert"
 ES = "http://127.0.0.1:9200"
-LOADGEN = "/usr/local/bin/uqcrowd-loadgen.py"
 CONTAINER = "uqcrowd-stack"
 
 
 @pytest.fixture(scope="module")
 def elastic(host):
-    source = Path(__file__).resolve().parents[1] / "files" / "loadgen.py"
-    host.ansible("ansible.builtin.copy", f"src={source} dest={LOADGEN} mode=0755", check=False, become=False)
+    load.install(host)
     return ("elastic", host.file("/etc/elasticsearch/elastic-password").content_string.strip())
 
 
 def start_load(host, session: str, rate: int, seconds: int) -> None:
-    result = host.run(
-        f"systemd-run --unit=load-{session} --collect python3 {LOADGEN} {FRONT} {session} "
-        f"{rate} {seconds} /tmp/{session}.json"
-    )
-    assert result.rc == 0, result.stderr
-
-
-def load_result(host, session: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = host.file(f"/tmp/{session}.json")
-        if out.exists:
-            return json.loads(out.content_string)
-        time.sleep(1)
-    raise AssertionError(f"load generator {session} did not finish")
+    load.start(host, FRONT, session, rate, seconds)
 
 
 def stored(host, elastic, session: str) -> list[int]:
-    """sequence_number of every document of the session (a duplicate appears twice)."""
-    return [doc["sequence_number"] for doc in session_documents(host, ES, elastic, session, ["sequence_number"])]
+    return load.stored(host, ES, elastic, session)
 
 
 def wait_stored(host, elastic, session: str, accepted: list[int], timeout: float = 180) -> tuple[list[int], float]:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        docs = stored(host, elastic, session)
-        if set(accepted) <= set(docs):
-            return docs, time.monotonic() - started
-        time.sleep(1)
-    return stored(host, elastic, session), time.monotonic() - started
+    return load.wait_stored(host, ES, elastic, session, accepted, timeout)
 
 
 def main_pid(host, unit: str) -> str:
     return host.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
-
-
-def verdict(load: dict, docs: list[int]) -> dict:
-    lost = len(set(load["accepted"]) - set(docs))
-    duplicated = len(docs) - len(set(docs))
-    failed = sum(load["failed"].values())
-    return {
-        "sent": load["sent"],
-        "failed": failed,
-        "accepted": len(load["accepted"]),
-        "lost": lost,
-        "duplicated": duplicated,
-        "failures": load["failed"],
-    }
 
 
 def test_sigkill_one_backend_under_load(host, elastic):
@@ -91,9 +53,9 @@ def test_sigkill_one_backend_under_load(host, elastic):
         assert time.monotonic() - killed < 30, "systemd did not bring the backend back"
         time.sleep(0.5)
     recovery = time.monotonic() - killed
-    load = load_result(host, session)
-    docs, _ = wait_stored(host, elastic, session, load["accepted"])
-    row = verdict(load, docs)
+    outcome = load.result(host, session)
+    docs, _ = wait_stored(host, elastic, session, outcome["accepted"])
+    row = load.verdict(outcome, docs)
     record("SIGKILL one logger backend under 50 req/s", row, f"backend back in {recovery:.1f} s (systemd)")
     assert main_pid(host, "uqcrowd-logger@5001") not in (before, "0")
     assert row["failed"] <= 0.01 * row["sent"], row
@@ -109,10 +71,10 @@ def test_elasticsearch_stopped_for_60s_under_load(host, elastic):
     time.sleep(60)
     assert host.run("systemctl start elasticsearch").rc == 0
     restarted = time.monotonic()
-    load = load_result(host, session)
-    docs, _ = wait_stored(host, elastic, session, load["accepted"], timeout=300)
+    outcome = load.result(host, session)
+    docs, _ = wait_stored(host, elastic, session, outcome["accepted"], timeout=300)
     drained = time.monotonic() - restarted
-    row = verdict(load, docs)
+    row = load.verdict(outcome, docs)
     record("Elasticsearch stopped 60 s under 50 req/s", row, f"backlog indexed {drained:.0f} s after restart")
     assert row["failed"] == 0, row  # ingest goes on: events wait in Redis
     assert row["lost"] == row["duplicated"] == 0, row
@@ -142,11 +104,11 @@ def test_redis_restarted_keeps_queued_events(host, elastic):
         assert int(redis_cli(host, "xlen", "uqcrowd-log:events")) >= depth  # the append-only file kept them
     finally:
         assert host.run("systemctl start uqcrowd-indexer").rc == 0
-    load = load_result(host, session)
-    docs, _ = wait_stored(host, elastic, session, load["accepted"])
+    outcome = load.result(host, session)
+    docs, _ = wait_stored(host, elastic, session, outcome["accepted"])
     before_docs, _ = wait_stored(host, elastic, f"{session}-queued", list(range(200)))
-    row = verdict(load, docs)
-    assert set(load["failed"]) <= {"503"}, row  # during the gap: 503 with Retry-After, nothing else
+    row = load.verdict(outcome, docs)
+    assert set(outcome["failed"]) <= {"503"}, row  # during the gap: 503 with Retry-After, nothing else
     record(
         "Redis restarted under 50 req/s (200 events queued before)",
         row,
@@ -173,7 +135,7 @@ def test_sigkill_indexer_mid_batch(host, elastic):
     killed = time.monotonic()
     assert host.run("systemctl kill -s KILL uqcrowd-indexer").rc == 0
     docs, _ = wait_stored(host, elastic, session, list(range(5000)))
-    row = verdict({"sent": 10, "accepted": list(range(5000)), "failed": {}}, docs)
+    row = load.verdict({"sent": 10, "accepted": list(range(5000)), "failed": {}}, docs)
     row["sent"] = 5000
     record(
         "SIGKILL the indexer mid-batch (5,000 queued)",
@@ -202,7 +164,7 @@ def test_everything_comes_back_after_a_reboot(host, elastic):
     statuses = post_many(host, FRONT, {"log_type": "message", "session_id": session}, 50)
     docs, _ = wait_stored(host, elastic, session, list(range(50)))
     recovery = time.monotonic() - rebooted
-    row = verdict(
+    row = load.verdict(
         {
             "sent": 50,
             "accepted": [n for n, s in enumerate(statuses) if s == 202],

@@ -18,7 +18,7 @@ from tests.support.in_container import (
     running_backends,
     wait_documents,
 )
-from tests.support.playbook import converge, run_alone
+from tests.support.playbook import converge, run_unchanged
 
 _REDIS_PING = (
     "import socket, sys; s = socket.create_connection((sys.argv[1], 6379), 5); "
@@ -128,7 +128,8 @@ def default_backend_count(app) -> int:
     return max(2, 2 * int(app.run("nproc").stdout))
 
 
-def test_the_haproxy_playbook_alone_and_limited_to_lb_changes_nothing(lb, app):
+def test_playbooks_alone_limited_to_lb_and_by_tags_change_nothing(lb, app):
     """HAProxy's backends come from the inventory and every host's facts, not from the logger play."""
-    run_alone("haproxy.yml", limit="lb")
+    run_unchanged("playbooks/haproxy.yml", "--limit", "lb")
+    run_unchanged("site.yml", "--limit", "lb", "--tags", "config,service")
     assert_backend_count(lb, app, default_backend_count(app))

@@ -53,13 +53,23 @@ def metric(config: dict, name: str) -> float:
 
 
 def check_elasticsearch(config: dict, state: dict) -> Result:
-    status, text = request(f"{config['es_url']}/_cluster/health", auth=(config["es_username"], config["es_password"]))
-    if status == 0:
-        return False, f"Elasticsearch unreachable at {config['es_url']}: {text}"
-    if status != 200:
-        return False, f"Elasticsearch answered HTTP {status} at {config['es_url']}"
-    health = json.loads(text)["status"]
-    return health != "red", f"Elasticsearch cluster health is {health}"
+    """Every node given (es_url: one URL, or a cluster's nodes separated by commas) answers, and the
+    cluster is not red: a node down is an incident even while its replicas keep the cluster yellow."""
+    urls = [url.strip() for url in config["es_url"].split(",") if url.strip()]
+    problems, health = [], ""
+    for url in urls:
+        status, text = request(f"{url}/_cluster/health", auth=(config["es_username"], config["es_password"]))
+        if status == 0:
+            problems.append(f"Elasticsearch unreachable at {url}: {text}")
+        elif status != 200:
+            problems.append(f"Elasticsearch answered HTTP {status} at {url}")
+        else:
+            health = json.loads(text)["status"]
+    if health == "red":
+        problems.append("Elasticsearch cluster health is red")
+    if problems:
+        return False, "; ".join(problems) + (f" (cluster health {health})" if health and health != "red" else "")
+    return True, f"Elasticsearch cluster health is {health}" + (f", {len(urls)} nodes answer" if len(urls) > 1 else "")
 
 
 def check_logger(config: dict, state: dict) -> Result:

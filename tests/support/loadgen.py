@@ -3,10 +3,12 @@
     python3 loadgen.py URL SESSION RATE SECONDS OUT.json
 
 Each request is one event (session_id=SESSION, sequence_number=n), sent once, never retried.
+SIGTERM ends the load early (the requests in flight finish and are counted).
 OUT.json gets the sequence numbers answered 2xx and the count of every other outcome.
 """
 
 import json
+import signal
 import sys
 import time
 import urllib.error
@@ -28,10 +30,12 @@ def send(n: int) -> tuple[int, int]:
         return n, 0
 
 
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
 started, futures = time.monotonic(), []
 with ThreadPoolExecutor(max_workers=32) as pool:
     n = 0
-    while (elapsed := time.monotonic() - started) < seconds:
+    while (elapsed := time.monotonic() - started) < seconds and not stopping:
         if n < elapsed * rate:
             futures.append(pool.submit(send, n))
             n += 1

@@ -1,0 +1,124 @@
+"""Operating Elasticsearch: an upgrade from the previous 8.x release under steady load, a snapshot and a
+restore.
+
+Runs after test_multihost.py (file order): the upgrade leaves Elasticsearch, and the scenario's
+inventory, on the current release."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.support import load
+from tests.support.in_container import http
+from tests.support.playbook import converge
+from tests.support.report import record
+
+ES_HOSTS = ("uqcrowd-mh-data",)
+
+
+def versions(data, addresses, elastic) -> dict[str, str]:
+    url = f"http://{addresses['data']}:9200/_cat/nodes?format=json&h=name,version"
+    status, nodes = http(data, "GET", url, auth=elastic)
+    assert status == 200, nodes
+    return {node["name"]: node["version"] for node in nodes}
+
+
+def count(data, addresses, elastic, index: str) -> int:
+    es = f"http://{addresses['data']}:9200"
+    http(data, "POST", f"{es}/{index}/_refresh", auth=elastic)
+    status, answer = http(data, "GET", f"{es}/{index}/_count", auth=elastic)
+    return answer["count"] if status == 200 else -status
+
+
+@pytest.mark.timeout(1200)
+def test_an_upgrade_under_load_loses_nothing(app, data, addresses, elastic):
+    current = os.environ["UQCROWD_ES_ARCHIVE_CURRENT"]
+    target = re.search(r"[0-9]+\.[0-9]+\.[0-9]+", Path(current).name).group(0)
+    before = versions(data, addresses, elastic)
+    assert len(before) == len(ES_HOSTS), before
+    assert target not in before.values(), before
+    # The operator raises the version in the inventory (here: the scenario's host_vars).
+    host_vars = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / "host_vars"
+    host_vars.mkdir(exist_ok=True)
+    for name in ES_HOSTS:
+        (host_vars / f"{name}.yml").write_text(f"---\nelasticsearch_archive_src: {current}\n")
+
+    load.install(app)
+    session = f"upgrade-{uuid.uuid4().hex[:6]}"
+    load.start(app, f"http://{addresses['lb']}:80/logger/insert", session, rate=50, seconds=1200)
+    time.sleep(3)
+    started = time.monotonic()
+    output = converge("elasticsearch")
+    took = time.monotonic() - started
+    load.stop(app, session)
+    outcome = load.result(app, session, timeout=120)
+    docs, _ = load.wait_stored(data, f"http://{addresses['data']}:9200", elastic, session, outcome["accepted"])
+    row = load.verdict(outcome, docs)
+    after = versions(data, addresses, elastic)
+    # Each node restarted once (with several: each, then the wait for green, before the next one).
+    steps = re.findall(
+        r"\[elasticsearch : (Restart the service on \S+|Wait for green before the next node)\].*\n"
+        r"(?:(?!.*\[elasticsearch : ).*\n)*?(changed|ok|skipping): ",
+        output,
+    )
+    record(
+        f"Elasticsearch upgraded {sorted(set(before.values()))[0]} -> {target} under 50 req/s (archive, side by side)",
+        row,
+        f"{took:.0f} s (converge); on {target}; the backlog indexed from Redis",
+        table="operations",
+    )
+    restarted = [step.rsplit(" ", 1)[1] for step, result in steps if step.startswith("Restart") and result == "changed"]
+    assert sorted(restarted) == sorted(ES_HOSTS), steps
+    assert [result for _, result in steps] == ["changed", "skipping"], steps  # one node: no green to wait for
+    assert set(after.values()) == {target}, after
+    assert row["failed"] == 0, row
+    assert row["lost"] == row["duplicated"] == 0, row
+
+
+def test_a_deleted_daily_index_comes_back_from_the_snapshot(lb, app, data, addresses, elastic):
+    """The daily job's snapshot (run now), a daily index deleted by mistake, restored with every document."""
+    day = datetime.now(UTC) - timedelta(days=2)
+    index = f"uqcrowd-log-{day:%Y-%m-%d}"
+    session = f"snap-{uuid.uuid4().hex[:6]}"
+    events = [
+        {"log_type": "message", "session_id": session, "sequence_number": n,
+         "browser_time": day.isoformat(timespec="milliseconds"), "content": {"message": "kept"}}
+        for n in range(200)
+    ]  # fmt: skip
+    assert http(app, "POST", f"http://{addresses['lb']}:80/logger/insert", events, content_type="text/plain")[0] == 202
+    deadline = time.monotonic() + 60
+    while count(data, addresses, elastic, index) < 200:
+        assert time.monotonic() < deadline, "events not indexed"
+        time.sleep(1)
+    stored = count(data, addresses, elastic, index)
+    # The daily job runs on the first node of the group only.
+    jobs = [host for host in (lb, app, data) if host.file("/etc/cron.d/uqcrowd-es-snapshot").exists]
+    assert len(jobs) == 1
+    taken = jobs[0].run("/usr/local/bin/uqcrowd-es-snapshot")
+    assert taken.rc == 0, taken.stdout + taken.stderr
+    snapshot = re.match(r"snapshot (\S+): ", taken.stdout).group(1)
+
+    es = f"http://{addresses['data']}:9200"
+    assert http(data, "DELETE", f"{es}/{index}", auth=elastic)[0] == 200
+    assert count(data, addresses, elastic, index) == -404
+    started = time.monotonic()
+    status, answer = http(
+        data, "POST", f"{es}/_snapshot/uqcrowd/{snapshot}/_restore?wait_for_completion=true",
+        {"indices": index}, auth=elastic,
+    )  # fmt: skip
+    assert status == 200, answer
+    restored = count(data, addresses, elastic, index)
+    record(
+        "snapshot by the daily job, a daily index deleted, restored",
+        {"sent": 1, "failed": 0, "accepted": stored, "lost": stored - restored, "duplicated": 0},
+        f"{restored} of {stored} documents back in {time.monotonic() - started:.1f} s ({snapshot})",
+        table="operations",
+    )
+    assert restored == stored
