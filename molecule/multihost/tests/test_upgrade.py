@@ -17,7 +17,7 @@ import pytest
 
 from tests.support import load
 from tests.support.in_container import http
-from tests.support.playbook import converge
+from tests.support.playbook import converge, run_unchanged
 from tests.support.report import record
 
 ES_HOSTS = ("uqcrowd-mh-data",)
@@ -122,3 +122,10 @@ def test_a_deleted_daily_index_comes_back_from_the_snapshot(lb, app, data, addre
         table="operations",
     )
     assert restored == stored
+
+
+@pytest.mark.timeout(1200)
+def test_site_yml_again_changes_nothing_also_in_check_mode():
+    """On the upgraded deployment: a real run (its -v output scanned for secrets), then a dry run."""
+    run_unchanged("site.yml")
+    run_unchanged("site.yml", "--check", "--diff")
