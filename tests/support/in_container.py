@@ -63,11 +63,21 @@ def session_documents(
     """The `_source` (or only `fields`) of every document of one session in today's index; [] if none yet."""
     index = f"{es_url}/uqcrowd-log-{datetime.now(UTC):%Y-%m-%d}"
     http(host, "POST", f"{index}/_refresh", auth=auth)
-    query: dict[str, Any] = {"query": {"term": {"session_id": session_id}}, "size": 10000}
+    query: dict[str, Any] = {
+        "query": {"term": {"session_id": session_id}},
+        "size": 10000,
+        "sort": [{"sequence_number": "asc"}, {"event_id": "asc"}],
+    }
     if fields is not None:
         query["_source"] = fields
-    status, result = http(host, "POST", f"{index}/_search", query, auth=auth)
-    return [hit["_source"] for hit in result["hits"]["hits"]] if status == 200 else []
+    documents: list[dict[str, Any]] = []
+    while True:  # pages of 10,000 (a long run under load has more)
+        status, result = http(host, "POST", f"{index}/_search", query, auth=auth)
+        hits = result["hits"]["hits"] if status == 200 else []
+        documents += [hit["_source"] for hit in hits]
+        if len(hits) < query["size"]:
+            return documents
+        query["search_after"] = hits[-1]["sort"]
 
 
 def wait_documents(
@@ -149,5 +159,50 @@ def post_many(host: Any, url: str, event: dict[str, Any], count: int) -> list[in
     """POST `count` copies of an event (sequence_number 0..count-1) in a row; their HTTP statuses."""
     args = json.dumps([url, event, count])
     result = host.run(f"python3 -c {shlex.quote(_BURST)} {shlex.quote(args)}")
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+# Run inside a node: a plain TCP client, a TLS client without a certificate, and one with this node's
+# certificate, against a node's transport port (argv: address, port).
+_TRANSPORT_PROBE = r"""
+import json, socket, ssl, sys
+address = (sys.argv[1], int(sys.argv[2]))
+result = {}
+plain = socket.create_connection(address, 10)
+plain.settimeout(10)
+plain.sendall(b"ES\x00\x00\x00\x1a" + bytes(26))  # the start of a transport message, unencrypted
+try:
+    result["plain_reply"] = plain.recv(64).hex()
+except OSError as error:
+    result["plain_reply"] = type(error).__name__
+context = ssl.create_default_context(cafile="/etc/elasticsearch/certs/ca.crt")
+context.check_hostname = False
+def handshake(ctx):
+    try:
+        tls = ctx.wrap_socket(socket.create_connection(address, 10))
+    except (ssl.SSLError, OSError) as error:
+        return "refused: " + type(error).__name__
+    with tls:
+        tls.settimeout(3)
+        try:
+            if not tls.recv(1):  # TLS 1.3: a refused client certificate shows here, as an alert
+                return "refused: closed"
+        except TimeoutError:  # accepted: the node waits for a transport message
+            return [item for part in tls.getpeercert()["issuer"] for item in part]
+        except (ssl.SSLError, OSError) as error:
+            return "refused: " + type(error).__name__
+        return "unexpected data"
+result["without_certificate"] = handshake(context)
+context.load_cert_chain("/etc/elasticsearch/certs/transport.crt", "/etc/elasticsearch/certs/transport.key")
+result["with_certificate"] = handshake(context)
+print(json.dumps(result))
+"""
+
+
+def transport_probe(host: Any, address: str, port: int) -> dict[str, Any]:
+    """What a node's transport port answers, from `host`: `plain_reply` (hex) to a plain TCP client,
+    `without_certificate` / `with_certificate` ("refused: ..." or the server certificate's issuer)."""
+    result = host.run(f"python3 -c {shlex.quote(_TRANSPORT_PROBE)} {address} {port}")
     assert result.rc == 0, result.stderr
     return json.loads(result.stdout)

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def run(playbook: str, *args: str) -> str:
     """ansible-playbook ROOT/playbook on the scenario's inventory; its output. Fails on an error, and
     on any generated secret in the output (-v prints every task's result)."""
-    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / playbook), "-v", *args]
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent  # the file, and the scenario's hosts and vars
+    command = ["ansible-playbook", "-i", str(inventory), str(ROOT / playbook), "-v", *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1500, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     secrets = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / ".secrets"

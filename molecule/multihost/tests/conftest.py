@@ -1,4 +1,4 @@
-"""The three hosts of the scenario, each as a testinfra host, and what the tests need to know of them."""
+"""The hosts of the scenario, each as a testinfra host, and what the tests need to know of them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import testinfra
 
 
 def _host(name: str):
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])  # with the scenario's inventory/hosts.yml
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +26,17 @@ def app():
 @pytest.fixture(scope="session")
 def data():
     return _host("uqcrowd-mh-data")
+
+
+# The Elasticsearch nodes (inventory/hosts.yml): name -> (HTTP port, transport port), all at the data
+# host's address (the two extra nodes share its network).
+ES_NODES = {"uqcrowd-mh-data": (9200, 9300), "uqcrowd-mh-es2": (9201, 9301), "uqcrowd-mh-es3": (9202, 9302)}
+
+
+@pytest.fixture(scope="session")
+def es_hosts(data) -> dict:
+    """Each Elasticsearch node's host, by node name."""
+    return {name: data if name == "uqcrowd-mh-data" else _host(name) for name in ES_NODES}
 
 
 def address(host) -> str:
