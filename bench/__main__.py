@@ -330,7 +330,10 @@ class LagProbe:
     def found(self, event_id: str) -> bool:
         try:
             result = self.es.search(
-                index=f"{self.prefix}-*", size=0, allow_no_indices=True, query={"ids": {"values": [event_id]}}
+                index=f"{self.prefix}-*",
+                size=0,
+                allow_no_indices=True,
+                query={"term": {"client_event_id": event_id}},  # the stored id is derived, the client's kept here
             )
         except ApiError:  # the day's index is being created
             return False
