@@ -24,37 +24,15 @@ for dir in roles/*/molecule/*/ molecule/*/; do
 done
 [ ${#runs[@]} -gt 0 ] || { echo "no scenario matches ROLE='$role' SCENARIO='$scenario'" >&2; exit 2; }
 
-# Each role's scenario has its own container: MOLECULE_JOBS of them (default 2) run side by side, each
-# one's output printed whole when it ends. The whole-stack scenarios then run one at a time.
-jobs="${MOLECULE_JOBS:-2}" results="$(mktemp -d)"
-trap 'rm -rf "$results"' EXIT
-
-scenario() {  # project name: run it, its output in $results, its summary line appended
-  local project="$1" name="$2" start=$SECONDS result=passed
-  local log="$results/${project//\//_}-$name.log"
-  if [ "$project" = . ]; then  # alone: its output as it goes
-    echo "=== molecule test -s $name  ($project)"
-    (cd "$project" && molecule test -s "$name") 2>&1 | tee "$log" || result=FAILED
-    podman volume ls -q --filter name=uqcrowd- | xargs -r podman volume rm -f >/dev/null  # snapshot storage
-  else
-    (cd "$project" && molecule test -s "$name") >"$log" 2>&1 || result=FAILED
-    echo "=== molecule test -s $name  ($project): $result"
-    cat "$log"
-  fi
-  printf '%-28s %-12s %4ds  %s\n' "$project" "$name" $((SECONDS - start)) "$result" >>"$results/summary"
-}
-
+failed=0 summary=()
 for run in "${runs[@]}"; do
-  project="${run%%:*}" name="${run##*:}"
-  if [ "$project" = . ]; then
-    wait  # the roles' scenarios first
-    scenario "$project" "$name"
-  else
-    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
-    scenario "$project" "$name" &
+  project="${run%%:*}" name="${run##*:}" start=$SECONDS
+  echo "=== molecule test -s $name  ($project)"
+  if (cd "$project" && molecule test -s "$name"); then result=passed; else result=FAILED; failed=1; fi
+  if [ "$project" = . ]; then  # the multihost scenario's snapshot storage (rm -f also removes its users)
+    podman volume ls -q --filter name=uqcrowd- | xargs -r podman volume rm -f >/dev/null
   fi
+  summary+=("$(printf '%-28s %-12s %4ds  %s' "$project" "$name" $((SECONDS - start)) "$result")")
 done
-wait
-printf '\n%s\n' "Molecule summary:"
-cat "$results/summary"
-! grep -q ' FAILED$' "$results/summary"
+printf '\n%s\n' "Molecule summary:" "${summary[@]}"
+exit $failed
