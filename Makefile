@@ -29,7 +29,7 @@ deps: ## Debian packages and the Elasticsearch test archive the tests use (idemp
 	scripts/fetch-elasticsearch.sh >/dev/null
 	ES_VERSION=8.18.0 scripts/fetch-elasticsearch.sh >/dev/null  # the multihost cluster's rolling upgrade starts on it
 
-molecule-host: ## podman, host fixes and the Debian 12 systemd image (idempotent)
+molecule-host: ## podman, host fixes and the Debian 12 and 13 systemd images (idempotent)
 	scripts/prepare-molecule-host.sh
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile)

@@ -8,6 +8,15 @@ import pytest
 import testinfra
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "leaves_changes: changes the deployment for good, so it runs last")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that leave the deployment changed run after every other (a stable sort keeps the rest in order)."""
+    items.sort(key=lambda item: item.get_closest_marker("leaves_changes") is not None)
+
+
 def _host(name: str):
     inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])  # with the scenario's inventory/hosts.yml
     return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
