@@ -38,8 +38,10 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile)
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint
 
+# Two workers (each its own Redis and Elasticsearch): much of these tests' time is waiting on a fault
+# held for seconds (a page offline, a server answering 503), which the other worker fills.
 test-unit: venv deps ## the service's tests against real Redis, Elasticsearch and Chromium
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 molecule: venv deps molecule-host ## Molecule scenarios (ROLE=name or SCENARIO=name to narrow)
 	scripts/molecule.sh "$(ROLE)" "$(SCENARIO)"

@@ -108,7 +108,7 @@ def screen_experiments(batch: Batch, experiments: Mapping[str, str], token: str)
 def _problem(event: Any, max_depth: int) -> tuple[str, str] | None:
     if not isinstance(event, dict):
         return "not_event", "not a JSON object"
-    if _depth(event) > max_depth:
+    if _deeper_than(event, max_depth):
         return "too_deep", f"nested deeper than {max_depth} levels"
     event_id = event.get("event_id")
     if event_id is not None and not (isinstance(event_id, str) and 0 < len(event_id.encode()) <= MAX_ID_BYTES):
@@ -116,15 +116,16 @@ def _problem(event: Any, max_depth: int) -> tuple[str, str] | None:
     return None
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of JSON containers, without recursion (an object holding scalars is 1)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        deepest = max(deepest, level)
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
-    return deepest
+def _deeper_than(node: dict | list, levels: int) -> bool:
+    """True if the JSON containers nest more than `levels` deep (an object holding scalars is 1).
+    Visits containers only and stops at the first too deep; recursion is bounded by `levels`.
+    orjson makes exact dicts and lists: `type(...) is` is the cheap test (this runs for every event)."""
+    if levels <= 0:
+        return True
+    for child in node.values() if type(node) is dict else node:
+        if (type(child) is dict or type(child) is list) and _deeper_than(child, levels - 1):
+            return True
+    return False
 
 
 def document_id(event: dict[str, Any]) -> str:
@@ -162,7 +163,7 @@ def index_day(event: dict[str, Any], now: datetime) -> str:
     moment = browser_datetime(event.get("browser_time"))
     if moment is None or not now - DAY_FROM_BROWSER_BEFORE <= moment <= now + DAY_FROM_BROWSER_AFTER:
         moment = now
-    return moment.strftime("%Y-%m-%d")
+    return moment.date().isoformat()  # YYYY-MM-DD, several times faster than strftime
 
 
 def prepare(events: list[dict[str, Any]], now: datetime, client_ip: str | None) -> list[Prepared]:

@@ -1,7 +1,8 @@
 """The durable queue: a Redis Stream with a consumer group, its counters and its side lists.
 
 Backends append with one atomic script: refuse when the queued documents exceed the high-water
-mark in bytes, else XADD per event and add their size to a byte counter. The stream's own
+mark in bytes, else XADD per event and add their size to a byte counter (a request's events
+travel as two arguments: their fields' lengths, and the fields end to end). The stream's own
 entries-added figure counts accepted events, so the hot path writes nothing else.
 The indexer reads with XREADGROUP; an entry leaves the stream (XACK + XDEL) only after
 Elasticsearch confirmed it, so a crash re-delivers instead of losing. Acknowledging and
@@ -28,13 +29,22 @@ from .events import Invalid, Prepared
 
 GROUP = "indexers"
 
+# ARGV[1] the high-water mark; ARGV[2] the lengths of each event's id, day and document, ARGV[3] all of
+# them end to end. Three arguments per request instead of three per event: the client packs a
+# 20-event request in microseconds instead of tens of them, whatever bytes the fields hold.
 _ENQUEUE = """#!lua
 local queued = tonumber(redis.call('GET', KEYS[2]) or '0')
 if queued > tonumber(ARGV[1]) then return -1 end
-local added = 0
-for i = 2, #ARGV, 3 do
-  redis.call('XADD', KEYS[1], '*', 'id', ARGV[i], 'day', ARGV[i + 1], 'doc', ARGV[i + 2])
-  added = added + #ARGV[i + 2]
+local data, fields, pos, added = ARGV[3], {}, 1, 0
+for length in string.gmatch(ARGV[2], '%d+') do
+  local n = tonumber(length)
+  fields[#fields + 1] = string.sub(data, pos, pos + n - 1)
+  pos = pos + n
+  if #fields == 3 then
+    redis.call('XADD', KEYS[1], '*', 'id', fields[1], 'day', fields[2], 'doc', fields[3])
+    added = added + n
+    fields = {}
+  end
 end
 return redis.call('INCRBY', KEYS[2], added)
 """
@@ -150,9 +160,9 @@ class EventQueue:
     # ---- producers (the HTTP backends)
     def put(self, events: list[Prepared], high_water_bytes: int) -> int:
         """Append all events or none; returns the queued bytes after it."""
-        args: list[str | bytes | int] = [high_water_bytes]
-        for event in events:
-            args += [event.event_id, event.day, event.document]
+        parts = [part for e in events for part in (e.event_id.encode(), e.day.encode(), e.document)]
+        lengths = " ".join(str(len(part)) for part in parts)
+        args = [high_water_bytes, lengths, b"".join(parts)]
         try:
             queued = int(self._enqueue(keys=[self.stream, self.bytes], args=args))
         except redis.exceptions.OutOfMemoryError:

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from tests.support.services import RedisServer
 from uqcrowd_log.config import Settings
+from uqcrowd_log.events import Prepared
 from uqcrowd_log.redis_queue import EventQueue
 from uqcrowd_log.web import create_app
 
@@ -206,6 +207,20 @@ def test_document_ids_make_retries_harmless(client, queue):
     assert queued(queue)[3]["client_event_id"] == "client-chosen-1"
     assert ids[4] != ids[5]
     assert ids[6] != ids[3]
+
+
+def test_the_queue_keeps_each_field_byte_for_byte_whatever_it_holds(queue):
+    """Events travel to Redis as their fields' lengths and the fields end to end: spaces, newlines,
+    digits and multi-byte text inside a field do not shift the next one."""
+    events = [
+        Prepared("id with space", "2026-11-28", b'{"a":"line\nbreak 12 34"}'),
+        Prepared("7", "2026-11-29", '{"é":"日本"}'.encode()),
+        Prepared("x" * 512, "2026-11-30", b"{}"),
+    ]
+    queue.ensure_group()
+    queue.put(events, 10**9)
+    assert [e.event for e in queue.read("reader", 10, None)] == events
+    assert queue.queued_bytes() == sum(len(e.document) for e in events)
 
 
 def test_backpressure_above_high_water_bytes_is_503_with_retry_after(settings, queue):

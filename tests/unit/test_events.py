@@ -38,6 +38,14 @@ def test_each_kind_of_bad_event_is_named(event, reason):
 
 
 @pytest.mark.parametrize(
+    ("event", "deep"), [({"a": [[[1]]]}, False), ({"a": [[[[1]]]]}, True), ({"a": [1, {}]}, False)]
+)
+def test_the_depth_limit_counts_each_container_level(event, deep):
+    batch = parse_batch(body([event]), 500, 4)
+    assert [b.reason for b in batch.invalid] == (["too_deep"] if deep else [])
+
+
+@pytest.mark.parametrize(
     ("raw", "reason"), [(b"", "empty"), (b"[]", "empty"), (b"{x", "not_json"), (body([GOOD] * 3), "batch_too_large")]
 )
 def test_a_body_that_is_not_a_batch_is_refused_whole(raw, reason):
