@@ -10,12 +10,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def attempt(playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook ROOT/playbook on the scenario's inventory, -v; whatever its outcome."""
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent  # the file, and the scenario's hosts and vars
+    command = ["ansible-playbook", "-i", str(inventory), str(ROOT / playbook), "-v", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=1500, check=False)
+
+
 def run(playbook: str, *args: str) -> str:
     """ansible-playbook ROOT/playbook on the scenario's inventory; its output. Fails on an error, and
     on any generated secret in the output (-v prints every task's result)."""
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent  # the file, and the scenario's hosts and vars
-    command = ["ansible-playbook", "-i", str(inventory), str(ROOT / playbook), "-v", *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1500, check=False)
+    result = attempt(playbook, *args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     secrets = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / ".secrets"
     for secret in secrets.iterdir() if secrets.is_dir() else []:
