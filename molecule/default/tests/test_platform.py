@@ -21,11 +21,13 @@ def test_a_role_refuses_another_system_at_its_first_task_in_one_line(role):
     # The release the role sees, as if the host were Ubuntu 24.04 (the facts themselves cannot be faked).
     result = attempt(f"playbooks/{role}.yml", "--check", "-e", f"_{role}_release=Ubuntu-24")
     assert result.returncode != 0
-    before, fatal, after = result.stdout.partition("\nfatal: ")
-    assert fatal, result.stdout[-2000:]
-    task = re.findall(r"^TASK \[(\w+) : (.*?)\]", before, re.M)[-1]
+    # The failed task is the last one the run started (the only host failed); Molecule's settings print
+    # its result on stderr (display_failed_stderr), a plain run on stdout.
+    task = re.findall(r"^TASK \[(\w+) : (.*?)\]", result.stdout, re.M)[-1]
     assert task == (role, "Refuse a system this role is not made for")
-    message = re.search(r'"msg": "(.*?)"', after).group(1)
+    fatal = re.search(r'^fatal: \[.*?\]: FAILED! => .*?"msg": "(.*?)"', result.stdout + result.stderr, re.M)
+    assert fatal, result.stdout[-2000:] + result.stderr[-2000:]
+    message = fatal.group(1)
     assert message.startswith(f"roles/{role} installs ")
     assert "on Debian 12 or 13, not on Debian 1" in message
     assert "\\n" not in message
