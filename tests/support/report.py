@@ -3,7 +3,6 @@ fault tests, on the deployed stack) and "browser" (the tracker's edge cases in h
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from pathlib import Path
@@ -46,11 +45,7 @@ def record(case: str, row: dict, recovery: str, table: str = "reliability") -> N
     lines = ["| " + " | ".join(HEADERS[table]) + " |", "|" + "---|" * len(HEADERS[table])]
     lines += ["| " + " | ".join(str(cell) for cell in _cells(table, r)) + " |" for r in rows]
     start, end = f"<!-- {table}-table:start -->", f"<!-- {table}-table:end -->"
-    with README.open("r+") as readme:  # the whole-stack scenarios run side by side: one writer at a time
-        fcntl.flock(readme, fcntl.LOCK_EX)
-        text = readme.read()
-        if start in text and end in text:
-            head, rest = text.split(start, 1)
-            readme.seek(0)
-            readme.write(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
-            readme.truncate()
+    text = README.read_text()
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        README.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
