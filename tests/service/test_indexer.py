@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import elasticsearch
 import orjson
 import pytest
 import redis
@@ -50,9 +51,16 @@ def all_documents(es, settings) -> list[dict]:
 
 
 def count(es, settings) -> int:
+    """Documents stored so far; 0 while a just-created index's primary shard is still starting (503)."""
     index = f"{settings.index_prefix}-*"
-    es.indices.refresh(index=index, allow_no_indices=True, ignore_unavailable=True)
-    return es.count(index=index, allow_no_indices=True, ignore_unavailable=True)["count"]
+    once = es.options(max_retries=0)  # the callers poll: a retry's backoff would only delay the next look
+    try:
+        once.indices.refresh(index=index, allow_no_indices=True, ignore_unavailable=True)
+        return once.count(index=index, allow_no_indices=True, ignore_unavailable=True)["count"]
+    except elasticsearch.ApiError as error:
+        if error.meta.status != 503:
+            raise
+        return 0
 
 
 def wait_for_count(es, settings, expected: int, timeout: float = 60) -> None:
@@ -141,7 +149,7 @@ def test_indexer_killed_mid_batch_loses_and_duplicates_nothing(es, es_server, se
     post_all(backend.url, [event(n, session=f"s{n % 7}") for n in range(total)], batch=500)
     env["UQCROWD_INDEXER_BATCH_EVENTS"] = "500"
     first = spawn(env, "indexer")
-    wait_until(lambda: count(es, settings) > 0, 30, "first documents", interval=0.02)
+    wait_until(lambda: count(es, settings) > 0, 60, "first documents", interval=0.02)
     first.signal(signal.SIGKILL)
     first.proc.wait()
     killed_at = count(es, settings)
