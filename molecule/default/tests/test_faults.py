@@ -63,19 +63,19 @@ def test_sigkill_one_backend_under_load(host, elastic):
 
 
 @pytest.mark.timeout(600)  # 75 s of load, then the backlog: 101 s on this machine
-def test_elasticsearch_stopped_for_60s_under_load(host, elastic):
+def test_elasticsearch_stopped_for_30s_under_load(host, elastic):
     session = f"es-down-{uuid.uuid4().hex[:6]}"
-    start_load(host, session, rate=50, seconds=75)
+    start_load(host, session, rate=50, seconds=45)
     time.sleep(5)
     assert host.run("systemctl stop elasticsearch").rc == 0
-    time.sleep(60)
+    time.sleep(30)  # 1,500 requests meanwhile: they wait in Redis
     assert host.run("systemctl start elasticsearch").rc == 0
     restarted = time.monotonic()
     outcome = load.result(host, session)
     docs, _ = wait_stored(host, elastic, session, outcome["accepted"], timeout=300)
     drained = time.monotonic() - restarted
     row = load.verdict(outcome, docs)
-    record("Elasticsearch stopped 60 s under 50 req/s", row, f"backlog indexed {drained:.0f} s after restart")
+    record("Elasticsearch stopped 30 s under 50 req/s", row, f"backlog indexed {drained:.0f} s after restart")
     assert row["failed"] == 0, row  # ingest goes on: events wait in Redis
     assert row["lost"] == row["duplicated"] == 0, row
 
