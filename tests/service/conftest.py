@@ -51,7 +51,7 @@ def es_server(workdir: Path) -> Iterator[ElasticsearchServer]:
     home = Path(tempfile.mkdtemp(prefix="uqcrowd-es-", dir="/var/tmp"))
     home.chmod(0o755)
     # 2 MB, below the indexer's 5 MiB batches, as an operator might set it: big bulks are refused whole.
-    server = ElasticsearchServer(Path(archive), home, max_content_length="2mb")
+    server = ElasticsearchServer(Path(archive), home, max_content_length="2mb", quick_start=True)
     server.start()
     yield server
     server.stop()

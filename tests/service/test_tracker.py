@@ -201,14 +201,14 @@ def row(case: str, reports: list[SessionReport], requests_: int | str, recovery:
     )
 
 
-def test_offline_for_30_s_while_the_page_makes_2000_events(edge):
+def test_offline_for_15_s_while_the_page_makes_2000_events(edge):
     browser = edge["browser"]
     session = open_task(edge)
     browser.execute_cdp_cmd("Network.enable", {})
     offline = {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
     browser.execute_cdp_cmd("Network.emulateNetworkConditions", offline)
     browser.execute_script(PRODUCE, 2000, "x" * 100)
-    time.sleep(30)
+    time.sleep(15)
     stored_offline = len(documents(edge["es"], edge["settings"], session))
     browser.execute_cdp_cmd("Network.emulateNetworkConditions", {**offline, "offline": False})
     back = time.monotonic()
@@ -219,7 +219,7 @@ def test_offline_for_30_s_while_the_page_makes_2000_events(edge):
     [report] = wait_complete(edge, [session], 60)
     assert report.declared >= 2002  # Start Session, 2,000 ticks, End Session (and visibility events)
     row(
-        "offline 30 s while the page makes 2,000 events",
+        "offline 15 s while the page makes 2,000 events",
         [report],
         requests_made,
         f"{stored_offline} stored while offline; all {report.stored} stored {recovered:.0f} s after back online",
@@ -250,12 +250,12 @@ def test_the_next_page_and_a_reload_in_the_middle_of_a_batch_lose_nothing(edge):
     )
 
 
-def test_the_server_answering_503_for_20_s_loses_nothing(edge):
+def test_the_server_answering_503_for_10_s_loses_nothing(edge):
     browser, backend = edge["browser"], edge["backend"]
     session = open_task(edge)
     backend.stop()  # HAProxy has no backend: 503 to every request
     browser.execute_script(PRODUCE, 500, "w" * 100)
-    time.sleep(20)
+    time.sleep(10)
     refused = len(browser.execute_script("return window.__requests"))
     backend.start()
     back = time.monotonic()
@@ -265,7 +265,7 @@ def test_the_server_answering_503_for_20_s_loses_nothing(edge):
     [report] = wait_complete(edge, [session], 60)
     assert report.declared >= 502
     row(
-        "server answers 503 for 20 s",
+        "server answers 503 for 10 s",
         [report],
         refused,
         f"{refused} requests refused, retried with backoff; all stored {recovered:.0f} s after",
