@@ -60,6 +60,7 @@ def addresses(lb, app, data) -> dict[str, str]:
     return {"lb": address(lb), "app": address(app), "data": address(data)}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def elastic(data) -> tuple[str, str]:
+    """The elastic user's credentials as the role keeps them now (the upgrade test sets a new password)."""
     return ("elastic", data.file("/etc/elasticsearch/elastic-password").content_string.strip())

@@ -1,5 +1,5 @@
-"""Operating Elasticsearch: an upgrade from the previous 8.x release under steady load, a snapshot and a
-restore.
+"""Operating Elasticsearch: an upgrade from the previous 8.x release with a new elastic password, under
+steady load, a snapshot and a restore.
 
 Runs after test_multihost.py (file order): the upgrade leaves Elasticsearch, and the scenario's
 inventory, on the current release."""
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -39,7 +40,7 @@ def count(data, addresses, elastic, index: str) -> int:
 
 
 @pytest.mark.timeout(1200)
-def test_an_upgrade_under_load_loses_nothing(app, data, addresses, elastic):
+def test_an_upgrade_with_a_new_elastic_password_under_load_loses_nothing(app, data, es_hosts, addresses, elastic):
     current = os.environ["UQCROWD_ES_ARCHIVE_CURRENT"]
     target = re.search(r"[0-9]+\.[0-9]+\.[0-9]+", Path(current).name).group(0)
     before = versions(data, addresses, elastic)
@@ -56,13 +57,18 @@ def test_an_upgrade_under_load_loses_nothing(app, data, addresses, elastic):
     load.start(app, f"http://{addresses['lb']}:80/logger/insert", session, rate=50, seconds=1200)
     time.sleep(3)
     started = time.monotonic()
-    output = converge("elasticsearch")
+    # The same run takes a new elastic password from the vault: each node's keystore gets it, and the
+    # node knows it from its (single) restart on; the password file follows.
+    new_password = secrets.token_hex(16)
+    output = converge("elasticsearch", elasticsearch_elastic_password=new_password)
     took = time.monotonic() - started
+    assert new_password not in output
+    new = ("elastic", new_password)
     load.stop(app, session)
     outcome = load.result(app, session, timeout=120)
-    docs, _ = load.wait_stored(data, f"http://{addresses['data']}:9200", elastic, session, outcome["accepted"])
+    docs, _ = load.wait_stored(data, f"http://{addresses['data']}:9200", new, session, outcome["accepted"])
     row = load.verdict(outcome, docs)
-    after = versions(data, addresses, elastic)
+    after = versions(data, addresses, new)
     # Each node restarted once, in turn, the cluster green again before the next one.
     steps = re.findall(
         r"\[elasticsearch : (Restart the service on \S+|Wait for green before the next node)\].*\n"
@@ -71,7 +77,7 @@ def test_an_upgrade_under_load_loses_nothing(app, data, addresses, elastic):
     )
     record(
         f"Elasticsearch upgraded {sorted(set(before.values()))[0]} -> {target} under 50 req/s"
-        " (3 nodes in turn, archive side by side)",
+        " (3 nodes in turn, archive side by side), a new elastic password with it",
         row,
         f"{took:.0f} s (converge); on {target}; the backlog indexed from Redis",
         table="operations",
@@ -80,6 +86,11 @@ def test_an_upgrade_under_load_loses_nothing(app, data, addresses, elastic):
     assert sorted(restarted) == sorted(ES_HOSTS), steps
     assert [result for _, result in steps] == ["changed", "ok"] * len(ES_HOSTS), steps
     assert set(after.values()) == {target}, after
+    for name, (port, _) in ES_NODES.items():  # each node checks the password against its own keystore
+        node = f"http://{addresses['data']}:{port}/_security/_authenticate"
+        assert http(data, "GET", node, auth=new)[0] == 200, name
+        assert http(data, "GET", node, auth=elastic)[0] == 401, name
+        assert es_hosts[name].file("/etc/elasticsearch/elastic-password").content_string.strip() == new_password
     assert row["failed"] == 0, row
     assert row["lost"] == row["duplicated"] == 0, row
 

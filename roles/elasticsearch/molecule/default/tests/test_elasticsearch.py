@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.support.in_container import http, listening, ports_of, transport_probe
-from tests.support.playbook import run
 
 API = "http://127.0.0.1:9200"
-SCENARIO_CONVERGE = "roles/elasticsearch/molecule/default/converge.yml"
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +104,3 @@ def test_the_daily_snapshot_job_snapshots_the_event_indices(host, elastic):
     assert status == 200, found
     assert found["snapshots"][0]["state"] == "SUCCESS"
     assert host.file("/etc/elasticsearch/snapshot.json").mode == 0o600
-
-
-def test_a_new_elastic_password_in_the_vault_is_set_on_the_next_run(host):
-    """Runs last: the password it sets is the role's from now on (the file follows)."""
-    old = host.file("/etc/elasticsearch/elastic-password").content_string.strip()
-    new = secrets.token_hex(16)
-    output = run(SCENARIO_CONVERGE, "-e", f"elasticsearch_elastic_password={new}")
-    assert new not in output
-    assert host.file("/etc/elasticsearch/elastic-password").content_string.strip() == new
-    assert http(host, "GET", f"{API}/_security/_authenticate", auth=("elastic", new))[0] == 200
-    assert http(host, "GET", f"{API}/_security/_authenticate", auth=("elastic", old))[0] == 401
