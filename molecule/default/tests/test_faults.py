@@ -45,7 +45,7 @@ def main_pid(host, unit: str) -> str:
 def test_sigkill_one_backend_under_load(host, elastic):
     session = f"kill-backend-{uuid.uuid4().hex[:6]}"
     before = main_pid(host, "uqcrowd-logger@5001")
-    start_load(host, session, rate=50, seconds=20)
+    start_load(host, session, rate=50, seconds=12)
     time.sleep(5)
     killed = time.monotonic()
     assert host.run("systemctl kill -s KILL uqcrowd-logger@5001").rc == 0
@@ -93,7 +93,7 @@ def test_redis_restarted_keeps_queued_events(host, elastic):
         queued = post_many(host, FRONT, {"log_type": "message", "session_id": f"{session}-queued"}, 200)
         assert queued == [202] * 200
         depth = int(redis_cli(host, "xlen", "uqcrowd-log:events"))
-        start_load(host, session, rate=50, seconds=20)
+        start_load(host, session, rate=50, seconds=12)
         time.sleep(5)
         restarted = time.monotonic()
         assert host.run("systemctl restart redis-server").rc == 0
