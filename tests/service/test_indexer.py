@@ -150,11 +150,20 @@ def test_indexer_killed_mid_batch_loses_and_duplicates_nothing(es, es_server, se
     env["UQCROWD_INDEXER_BATCH_EVENTS"] = "500"
     first = spawn(env, "indexer")
     wait_until(lambda: count(es, settings) > 0, 60, "first documents", interval=0.02)
+    # Frozen, then killed, while it holds a batch it read and has not acknowledged (between two batches
+    # it holds none: let it run a few milliseconds more).
+    for _ in range(500):
+        first.signal(signal.SIGSTOP)
+        if held(queue) > 0:
+            break
+        first.signal(signal.SIGCONT)
+        time.sleep(0.005)
+    assert held(queue) > 0, "the indexer never held a batch"
     first.signal(signal.SIGKILL)
     first.proc.wait()
     killed_at = count(es, settings)
     assert 0 < killed_at < total, "the kill should land mid-stream"
-    assert held(queue) > 0  # it held a batch when killed
+    assert held(queue) > 0  # the batch it held when killed
     spawn(env, "indexer")  # same consumer name: re-delivers what the dead one held
     wait_for_count(es, settings, total, timeout=90)
     wait_until(lambda: queue.depth() == 0, 10, "queue drained")
