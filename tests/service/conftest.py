@@ -17,6 +17,7 @@ import redis
 from elasticsearch import Elasticsearch
 from flask.testing import FlaskClient
 
+from tests.support.report import rows_file
 from tests.support.services import ROOT, ElasticsearchServer, LoggerProcess, RedisServer
 from uqcrowd_log.config import Settings
 from uqcrowd_log.redis_queue import EventQueue
@@ -24,6 +25,12 @@ from uqcrowd_log.web import create_app
 
 TEST_INDEX_PATTERN = "uqt-*"
 MAPPINGS = ROOT / "roles" / "elasticsearch" / "files" / "event-mappings.json"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The README's browser table holds this run's rows only (the controller clears them before any worker)."""
+    if not hasattr(config, "workerinput"):
+        rows_file("browser").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ HEADERS = {
 }
 
 
-def _rows_file(table: str) -> Path:
+def rows_file(table: str) -> Path:
     return Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp")) / f"{table}-rows.json"
 
 
@@ -38,7 +38,7 @@ def _cells(table: str, r: dict) -> list[object]:
 
 def record(case: str, row: dict, recovery: str, table: str = "reliability") -> None:
     """Add one case's figures, then rewrite the README's table with every case recorded so far."""
-    path = _rows_file(table)
+    path = rows_file(table)
     rows = json.loads(path.read_text()) if path.exists() else []
     rows = [r for r in rows if r["case"] != case] + [{"case": case, **row, "recovery": recovery}]
     path.write_text(json.dumps(rows))

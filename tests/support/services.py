@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import requests
+from elasticsearch import ApiError
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGGER = ROOT / "files" / "logger.py"
@@ -34,6 +35,9 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
                 return
         except (requests.RequestException, OSError):
             pass
+        except ApiError as error:  # 503: an index created a moment ago, its shard not started yet
+            if error.meta.status != 503:
+                raise
         time.sleep(interval)
     raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
 
