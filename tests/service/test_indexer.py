@@ -7,7 +7,6 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import elasticsearch
 import orjson
 import pytest
 import redis
@@ -51,16 +50,11 @@ def all_documents(es, settings) -> list[dict]:
 
 
 def count(es, settings) -> int:
-    """Documents stored so far; 0 while a just-created index's primary shard is still starting (503)."""
+    """Documents stored so far (wait_until reads a 503, an index whose shard is still starting, as not yet)."""
     index = f"{settings.index_prefix}-*"
     once = es.options(max_retries=0)  # the callers poll: a retry's backoff would only delay the next look
-    try:
-        once.indices.refresh(index=index, allow_no_indices=True, ignore_unavailable=True)
-        return once.count(index=index, allow_no_indices=True, ignore_unavailable=True)["count"]
-    except elasticsearch.ApiError as error:
-        if error.meta.status != 503:
-            raise
-        return 0
+    once.indices.refresh(index=index, allow_no_indices=True, ignore_unavailable=True)
+    return once.count(index=index, allow_no_indices=True, ignore_unavailable=True)["count"]
 
 
 def wait_for_count(es, settings, expected: int, timeout: float = 60) -> None:
