@@ -23,16 +23,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import jinja2
-import orjson
 import redis
 import requests
-from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import Elasticsearch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "files")]
 
 from bench import export  # noqa: E402
-from bench.limits import MinimalBackend, rss_mb, sink_ceiling  # noqa: E402
+from bench.limits import MinimalBackend, cpu_seconds, rss_mb, sink_ceiling  # noqa: E402
 from tests.support.services import (  # noqa: E402
     ElasticsearchServer,
     LoggerProcess,
@@ -45,6 +44,7 @@ from tests.support.services import (  # noqa: E402
 DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
 HALF_RATE_SECONDS = int(os.environ.get("BENCH_HALF_RATE_SECONDS", "60"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
+WARM_UP_EVENTS = 100_000
 TRACKER_BATCH = 20  # logger.js sends up to FLUSH_EVENTS = 20 events per request
 CORES = os.cpu_count() or 1
 DEFAULT_N = max(2, 2 * CORES)  # the roles' default rule (roles/logger/defaults/main.yml)
@@ -173,11 +173,10 @@ class Bench:
         }
 
     def stored(self, prefix: str) -> tuple[int, int]:
-        """(documents, distinct (session_id, sequence_number) among them) under prefix; wrk's events only."""
+        """(documents, distinct (session_id, sequence_number) among them) under prefix."""
         index = f"{prefix}-*"
-        load_only = {"bool": {"must_not": {"term": {"session_id": f"{prefix}-probe"}}}}
         self.es.indices.refresh(index=index, allow_no_indices=True)
-        docs = self.es.count(index=index, allow_no_indices=True, query=load_only)["count"]
+        docs = self.es.count(index=index, allow_no_indices=True)["count"]
         distinct, after = 0, None
         while True:
             composite = {
@@ -186,9 +185,7 @@ class Bench:
             }
             if after:
                 composite["after"] = after
-            result = self.es.search(
-                index=index, size=0, query=load_only, aggs={"ids": {"composite": composite}}, allow_no_indices=True
-            )
+            result = self.es.search(index=index, size=0, aggs={"ids": {"composite": composite}}, allow_no_indices=True)
             buckets = result.get("aggregations", {}).get("ids", {})
             distinct += len(buckets.get("buckets", []))
             after = buckets.get("after_key")
@@ -224,30 +221,31 @@ class Bench:
         proxy.start()
         stream = f"{prefix}:events"
         backlog: list[int] = []
-        probe = LagProbe(proxy.url, self.es, prefix) if kind == "stack" else None
+        lags: list[float] = []
         sampling = threading.Event()
         watched = {f"backend {i + 1}": b.proc.pid for i, b in enumerate(backends)}
         if workers:
             watched["indexer"] = workers[0].proc.pid
         watched |= {"redis": self.redis.proc.pid, "elasticsearch": self.es_server.proc.pid}
+        watched["haproxy"] = proxy.proc.pid
         rss: dict[str, float] = {}
+        cpu_before = {what: cpu_seconds(pid) for what, pid in watched.items()}
 
         def sample() -> None:
             while not sampling.wait(1):
                 backlog.append(int(self.r.xlen(stream)))
+                if kind == "stack":
+                    lags.append(oldest_age_s(self.r, stream))
                 for what, pid in watched.items():
                     rss[what] = max(rss.get(what, 0.0), rss_mb(pid))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        if probe:
-            probe.start()
         try:
             load = wrk(proxy.url, prefix, batch, seconds, connections, delay_ms)
         finally:
+            cpu = {what: cpu_seconds(pid) - cpu_before[what] for what, pid in watched.items()}
             sampling.set()
-            if probe:
-                probe.stop()
         drain_started = time.monotonic()
         if kind == "stack":
             wait_until(lambda: self.r.xlen(stream) == 0, 300, "queue drained", interval=0.2)
@@ -275,12 +273,14 @@ class Bench:
             "duplicated": docs - distinct,
             "stored_unconfirmed": max(0, distinct - accepted),
             "drain_s": drain,
-            "lag_p95_s": probe.p95() if probe else None,
+            "lag_p95_s": p95(lags) if kind == "stack" else None,
             "wrk_cpu_share": load["wrk_cpu_share"],
             "backlog_max": max(backlog, default=0),
             "backlog_samples": backlog,
             "backlog_growth_per_s": growth(backlog),
             "peak_rss_mb": {what: round(mb, 1) for what, mb in rss.items()},
+            "cpu_share": {what: round(used / (load["seconds"] * CORES), 3) for what, used in cpu.items()},
+            "cpu_us_per_request": {what: round(used * 1e6 / max(1, load["ok"]), 1) for what, used in cpu.items()},
         }
         if kind == "cache":
             result["left_in_redis_list"] = int(self.r.llen(f"{prefix}:seed-cache"))
@@ -292,57 +292,17 @@ class Bench:
         return result
 
 
-class LagProbe:
-    """Every 0.5 s, one marker event through HAProxy; time until a search finds it (accepted -> searchable)."""
+def oldest_age_s(r: redis.Redis, stream: str) -> float:
+    """Indexing lag now: how long the oldest event Elasticsearch has not confirmed yet has been queued
+    (its stream id is the time Redis accepted it), 0 when the queue is empty."""
+    oldest = r.xrange(stream, count=1)
+    return max(0.0, time.time() - int(oldest[0][0].split(b"-")[0]) / 1000) if oldest else 0.0
 
-    def __init__(self, url: str, es: Elasticsearch, prefix: str) -> None:
-        self.url, self.es, self.prefix = url, es, prefix
-        self.lags: list[float] = []
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
 
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(60)
-
-    def loop(self) -> None:
-        n = 0
-        while not self.stopping.wait(0.5):
-            n += 1
-            event = {
-                "log_type": "message",
-                "session_id": f"{self.prefix}-probe",
-                "sequence_number": n,
-                "event_id": f"{self.prefix}-probe-{n}",
-            }
-            sent = time.monotonic()
-            if requests.post(f"{self.url}/logger/insert", data=orjson.dumps(event), timeout=10).status_code != 202:
-                continue
-            while time.monotonic() - sent < 30:
-                if self.found(event["event_id"]):
-                    self.lags.append(time.monotonic() - sent)
-                    break
-                time.sleep(0.05)
-
-    def found(self, event_id: str) -> bool:
-        try:
-            result = self.es.search(
-                index=f"{self.prefix}-*",
-                size=0,
-                allow_no_indices=True,
-                query={"term": {"client_event_id": event_id}},  # the stored id is derived, the client's kept here
-            )
-        except ApiError:  # the day's index is being created
-            return False
-        return result["hits"]["total"]["value"] > 0
-
-    def p95(self) -> float | None:
-        if len(self.lags) < 2:
-            return self.lags[0] if self.lags else None
-        return statistics.quantiles(self.lags, n=20)[-1]
+def p95(samples: list[float]) -> float | None:
+    if len(samples) < 2:
+        return samples[0] if samples else None
+    return statistics.quantiles(samples, n=20)[-1]
 
 
 def growth(samples: list[int]) -> float:
@@ -406,6 +366,8 @@ def main(argv: list[str]) -> int:
         print(limits_table(results, limits))
         print()
         print(memory_table(results))
+        print()
+        print(cpu_table(results))
     print(export.table(exported))
     print(f"\n{len(results)} runs in {report['wall_s']:.0f} s; figures in {out.relative_to(ROOT)}")
     return 0
@@ -415,6 +377,10 @@ def run_all(bench: Bench, results: list[dict], limits: dict) -> None:
     """The ceilings (L1, L2), the original's two modes, the stack at N = 1, 2, 4, 8, batches, half rate,
     and the highest rate it sustains."""
     print(f"make bench: {CORES} vCPUs, N = {DEFAULT_N} backends by default, {DURATION} s per run", flush=True)
+    # A server that has run for a day has compiled its indexing code; a fresh JVM spends the first
+    # hundred thousand documents compiling it, on the CPUs the runs share. Not measured.
+    warm = sink_ceiling(bench.es_server.url, f"bench-warm-up-{int(time.time())}", WARM_UP_EVENTS)
+    print(f"  Elasticsearch warmed up: {warm['events']:,} events in {warm['seconds']:.0f} s", flush=True)
     l1 = bench.run(f"L1 minimal Flask on Granian N={DEFAULT_N}, one event/request", "minimal", DEFAULT_N)
     results.append(l1)
     results.append(bench.run("(a) original: dev server, index per event", "index", DEFAULT_N))
@@ -515,6 +481,23 @@ def limits_table(results: list[dict], limits: dict) -> str:
     row("p99 at half of (b)'s rate", f"{half['p99_ms']:.1f} ms", "-", None, "<= 25 ms", half["p99_ms"] <= 25)
     clean = all(r["lost"] == 0 and r["duplicated"] == 0 for r in results if r["kind"] == "stack")
     row("lost and duplicated, every stack run", "0" if clean else "not 0", "-", None, "0", clean)
+    return "\n".join(rows)
+
+
+def cpu_table(results: list[dict]) -> str:
+    """Where the CPU went: microseconds of CPU per request, per part (the backends summed), from /proc."""
+    parts = ["backends", "indexer", "redis", "elasticsearch", "haproxy"]
+    rows = ["| run | " + " | ".join(parts) + " | all | machine busy |", "|---" * (len(parts) + 3) + "|"]
+    for r in results:
+        if r["kind"] not in ("stack", "minimal"):
+            continue
+        per_request = r["cpu_us_per_request"]
+        backends = sum(us for what, us in per_request.items() if what.startswith("backend"))
+        figures = {"backends": backends} | {what: per_request.get(what) for what in parts[1:]}
+        shown = [f"{figures[what]:,.0f}" if figures[what] is not None else "-" for what in parts]
+        busy = sum(r["cpu_share"].values()) + r["wrk_cpu_share"]
+        total = sum(v or 0 for v in figures.values())
+        rows.append(f"| {r['name']} | " + " | ".join(shown) + f" | {total:,.0f} | {busy:.0%} |")
     return "\n".join(rows)
 
 

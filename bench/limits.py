@@ -5,7 +5,7 @@
 - L2, the sink's: Elasticsearch's own bulk indexing rate for the stack's documents, loaded directly with
   ideal settings (a fresh index, no replica, refresh off, bodies built beforehand, two bulks in flight).
 
-Also each process's resident memory (RSS, its children included), read from /proc.
+Also each process's resident memory (RSS) and CPU time, its children included, read from /proc.
 """
 
 from __future__ import annotations
@@ -99,16 +99,39 @@ def sink_ceiling(es_url: str, index: str, events: int = L2_EVENTS) -> dict:
     return {"events": events, "seconds": seconds, "events_per_s": events / seconds, "bulk": L2_BULK, "in_flight": 2}
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (an Elasticsearch launcher and its JVM)."""
-    total, todo = 0, [pid]
+def _family(pid: int) -> list[int]:
+    """A process and all its descendants (an Elasticsearch launcher and its JVM)."""
+    family, todo = [], [pid]
     while todo:
         current = todo.pop()
+        family.append(current)
         try:
-            status = Path(f"/proc/{current}/status").read_text()
-            total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
             for task in Path(f"/proc/{current}/task").iterdir():
                 todo += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return family
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its live descendants, from /proc."""
+    total = 0
+    for member in _family(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants."""
+    total = 0
+    for member in _family(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+            total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
         except (OSError, StopIteration):
             continue
     return total / 1024

@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_from_directory
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -86,9 +87,8 @@ def insert() -> Response:
         body["errors"] = [{"index": bad.position, "reason": bad.reason, "error": bad.message} for bad in problems]
     if not prepared:
         body["error"] = problems[0].message
-    response = jsonify(body)
-    response.status_code = 202 if prepared else 403 if refused and not batch.invalid else 400
-    return response
+    status = 202 if prepared else 403 if refused and not batch.invalid else 400
+    return Response(orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE), status, mimetype="application/json")
 
 
 def _quarantine(invalid: list[Invalid], received: str, ip: str | None) -> None:

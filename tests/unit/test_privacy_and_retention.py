@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from uqcrowd_log.config import ConfigError, Settings
-from uqcrowd_log.proxies import recorded_ip
+from uqcrowd_log.proxies import client_ip, recorded_ip
 from uqcrowd_log.toolkit.retention import expired
 
 
@@ -23,6 +23,23 @@ from uqcrowd_log.toolkit.retention import expired
 )
 def test_recorded_ip(address, mode, kept):
     assert recorded_ip(address, mode) == kept
+
+
+LOOPBACK = Settings.from_env({"UQCROWD_REDIS_URL": "redis://r", "UQCROWD_ES_URL": "http://e"}).trusted_proxies
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("127.0.0.1", "2001:DB8::0001", "2001:db8::1"),  # kept in its canonical form
+        ("127.0.0.1", "x" * 5000, "127.0.0.1"),  # junk from the client: the proxy's own address, as before
+        ("127.0.0.1", "198.51.100.7, " + "9" * 46, "127.0.0.1"),
+        ("203.0.113.9", None, "203.0.113.9"),
+    ],
+)
+def test_client_ip_walks_only_trusted_hops_and_keeps_addresses_only(peer, forwarded, expected):
+    for _ in range(2):  # the second time from the cache
+        assert client_ip(peer, forwarded, LOOPBACK) == expected
 
 
 def test_settings_read_the_privacy_variables():
