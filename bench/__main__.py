@@ -41,6 +41,7 @@ from tests.support.services import (  # noqa: E402
     free_port,
     wait_until,
 )
+from uqcrowd_log.redis_queue import EventQueue  # noqa: E402
 
 DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
 HALF_RATE_SECONDS = int(os.environ.get("BENCH_HALF_RATE_SECONDS", "60"))
@@ -224,7 +225,7 @@ class Bench:
             process.start()
         proxy = HAProxy(logs, [b.port for b in backends])
         proxy.start()
-        stream = f"{prefix}:events"
+        queue = EventQueue(self.r, prefix)  # the service's own view of the queue: depth, oldest event's age
         backlog: list[int] = []
         lags: list[float] = []
         sampling = threading.Event()
@@ -237,9 +238,9 @@ class Bench:
 
         def sample() -> None:
             while not sampling.wait(1):
-                backlog.append(int(self.r.xlen(stream)))
-                if kind == "stack":
-                    lags.append(oldest_age_s(self.r, stream))
+                backlog.append(queue.depth())
+                if kind == "stack":  # indexing lag: how long the oldest unconfirmed event has been queued
+                    lags.append(queue.oldest_age_seconds())
                 for what, pid in watched.items():
                     rss[what] = max(rss.get(what, 0.0), rss_mb(pid))
 
@@ -252,7 +253,7 @@ class Bench:
             sampling.set()
         drain_started = time.monotonic()
         if kind == "stack":
-            wait_until(lambda: self.r.xlen(stream) == 0, 300, "queue drained", interval=0.2)
+            wait_until(lambda: queue.depth() == 0, 300, "queue drained", interval=0.2)
         drain = time.monotonic() - drain_started
         for process in [proxy, *backends, *workers]:
             process.stop()
@@ -294,13 +295,6 @@ class Bench:
             flush=True,
         )
         return result
-
-
-def oldest_age_s(r: redis.Redis, stream: str) -> float:
-    """Indexing lag now: how long the oldest event Elasticsearch has not confirmed yet has been queued
-    (its stream id is the time Redis accepted it), 0 when the queue is empty."""
-    oldest = r.xrange(stream, count=1)
-    return max(0.0, time.time() - int(oldest[0][0].split(b"-")[0]) / 1000) if oldest else 0.0
 
 
 def p95(samples: list[float]) -> float | None:
@@ -381,8 +375,8 @@ def run_all(bench: Bench, results: list[dict], limits: dict) -> None:
     """The ceilings (L1, L2), the original's two modes, the stack at N = 1, 2, 4, 8, batches, half rate,
     and the highest rate it sustains."""
     print(f"make bench: {CORES} vCPUs, N = {DEFAULT_N} backends by default, {DURATION} s per run", flush=True)
-    # A server that has run for a day has compiled its indexing code; a fresh JVM spends the first
-    # hundred thousand documents compiling it, on the CPUs the runs share. Not measured.
+    # A server that has run for a day has compiled its indexing code; a fresh JVM would compile it during
+    # the first runs, on the vCPUs they share. Not measured.
     warm = sink_ceiling(bench.es_server.url, f"bench-warm-up-{int(time.time())}", WARM_UP_EVENTS)
     print(f"  Elasticsearch warmed up: {warm['events']:,} events in {warm['seconds']:.0f} s", flush=True)
     l1 = bench.run(f"L1 minimal Flask on Granian N={DEFAULT_N}, one event/request", "minimal", DEFAULT_N)
