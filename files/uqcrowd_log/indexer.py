@@ -1,14 +1,16 @@
 """The indexer: moves queued events from Redis into Elasticsearch, at least once, never twice.
 
-Loop: take a batch (first what this consumer still holds from before a crash, then entries idle
-at a dead consumer, then new ones; never more than the byte cap), bulk-create it, acknowledge
-what Elasticsearch confirmed, dead-letter what it refused for its content (a request refused
-whole is split until the event at fault stands alone), and keep the rest for the next try with
-capped exponential backoff. While it waits, it keeps its entries claimed so that no other
-indexer takes them. A configuration fault (credentials, rights, a closed or missing index) or
-a full dead-letter list pauses indexing, is reported to the monitoring through Redis, and
-loses nothing. SIGTERM lets the current step finish; unacknowledged entries stay in Redis and
-are re-delivered to the next indexer.
+Loop: take a batch of entries, each one request's events (first what this consumer still holds
+from before a crash, then entries idle at a dead consumer, then new ones; never more than the
+event and byte caps, unless one entry alone passes them), bulk-create their events, settle each
+entry Elasticsearch confirmed whole: remove it, dead-lettering in the same step the events it
+refused for their content (a request refused whole is split until the event at fault stands
+alone). An entry with an event to retry is kept whole for the next try, with capped exponential
+backoff: its events already stored come back as 409s, stored once. While it waits, it keeps its
+entries claimed so that no other indexer takes them. A configuration fault (credentials, rights, a
+closed or missing index) or a full dead-letter list pauses indexing, is reported to the monitoring
+through Redis, and loses nothing. SIGTERM lets the current step finish; unacknowledged entries
+stay in Redis and are re-delivered to the next indexer.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from elasticsearch import Elasticsearch
 
 from . import elastic, redis_queue
 from .config import Settings
-from .elastic import ConfigurationFault, StoreUnavailable, bulk_create_split
+from .elastic import BulkOutcome, ConfigurationFault, StoreUnavailable, bulk_create_split
+from .events import Prepared
 from .redis_queue import DeadLettersFull, Entry, EventQueue
 
 log = logging.getLogger("uqcrowd_log.indexer")
@@ -44,14 +47,29 @@ class Backoff:
         self.delay = 0.0
 
 
-def within_bytes(entries: list[Entry], cap: int) -> list[Entry]:
-    """The first entries whose documents fit in `cap` bytes (always at least one)."""
-    size = 0
+def within(entries: list[Entry], max_events: int, max_bytes: int) -> list[Entry]:
+    """The first entries whose events fit in both caps (always at least one entry)."""
+    events = size = 0
     for position, entry in enumerate(entries):
+        events += len(entry.events)
         size += entry.size
-        if size > cap and position > 0:
+        if (events > max_events or size > max_bytes) and position > 0:
             return entries[:position]
     return entries
+
+
+def settled(
+    held: list[Entry], outcome: BulkOutcome[tuple[int, int]]
+) -> tuple[list[Entry], list[tuple[Prepared, str]], list[Entry]]:
+    """The held entries split by a bulk's outcome, whose keys are (entry, event) positions: the entries
+    Elasticsearch answered for whole (each event stored, or refused for its content), the events it
+    refused among those, with why, and the entries kept whole for the next try (an event to retry, or
+    refused for the set-up)."""
+    waiting = {p for p, _ in outcome.retry} | {p for (p, _), _ in outcome.faults}
+    done = [entry for p, entry in enumerate(held) if p not in waiting]
+    rejected = [(held[p].events[i], error) for (p, i), error in outcome.rejected if p not in waiting]
+    kept = [entry for p, entry in enumerate(held) if p in waiting]
+    return done, rejected, kept
 
 
 class Indexer:
@@ -64,6 +82,7 @@ class Indexer:
         self.backoff = Backoff(settings.indexer_backoff_max_seconds)
         self.trouble: str | None = None  # the current problem, logged once when it starts and ends
         self.group_ready = False  # the consumer group exists (checked again after any Redis error)
+        self.per_entry = 1  # events per entry in the last batch: how many entries to ask for next
 
     def run(self) -> None:
         log.info(
@@ -77,7 +96,8 @@ class Indexer:
                 fault = isinstance(exc, ConfigurationFault | DeadLettersFull)
                 self._problem(f"{type(exc).__name__}: {exc}", fault)
                 self._wait(self.backoff.next())
-        log.info("indexer stopped; %d unconfirmed events stay queued for the next start", len(self.held))
+        unconfirmed = sum(len(e.events) for e in self.held)
+        log.info("indexer stopped; %d unconfirmed events stay queued for the next start", unconfirmed)
 
     def step(self) -> None:
         """One batch: read, index, acknowledge."""
@@ -88,16 +108,13 @@ class Indexer:
             self.held = self._next_batch()
         if not self.held:
             return
-        outcome = bulk_create_split(self.client, self.settings.index_prefix, [(e, e.event) for e in self.held])
-        self.queue.ack(outcome.done)
-        kept = outcome.retry + [e for e, _ in outcome.faults]
-        rejected = [e for e, _ in outcome.rejected]
-        self.held = kept + rejected  # until the dead-letter list has them
-        if rejected:
-            self.queue.dead_letter([(e.event, err) for e, err in outcome.rejected], rejected)
-            self.held = kept
-            for entry, error in outcome.rejected:
-                log.warning("dead-lettered event %s: %s", entry.event.event_id, error)
+        items = [((p, i), event) for p, entry in enumerate(self.held) for i, event in enumerate(entry.events)]
+        outcome = bulk_create_split(self.client, self.settings.index_prefix, items)
+        done, rejected, kept = settled(self.held, outcome)
+        self.queue.settle(done, rejected)  # DeadLettersFull: all stay held, nothing changed
+        self.held = kept
+        for event, error in rejected:
+            log.warning("dead-lettered event %s: %s", event.event_id, error)
         if outcome.faults:
             self._problem(f"elasticsearch refuses the set-up: {outcome.faults[0][1]}", fault=True)
             self._wait(self.backoff.next())
@@ -109,23 +126,26 @@ class Indexer:
 
     def _next_batch(self) -> list[Entry]:
         s, consumer = self.settings, self.settings.indexer_consumer
-        batch = self.queue.read(consumer, s.indexer_batch_events, None, held=True)
-        batch = batch or self.queue.claim_idle(consumer, s.indexer_claim_idle_ms, s.indexer_batch_events)
+        ask = max(1, s.indexer_batch_events // self.per_entry)  # entries: each holds one request's events
+        batch = self.queue.read(consumer, ask, None, held=True)
+        batch = batch or self.queue.claim_idle(consumer, s.indexer_claim_idle_ms, ask)
         if batch:
-            return within_bytes(batch, s.indexer_batch_bytes)  # the rest stays ours: read again as held
-        size, deadline = 0, None
-        while len(batch) < s.indexer_batch_events and size < s.indexer_batch_bytes and not self.stopping.is_set():
+            return within(batch, s.indexer_batch_events, s.indexer_batch_bytes)  # the rest: read again as held
+        events, size, deadline = 0, 0, None
+        while events < s.indexer_batch_events and size < s.indexer_batch_bytes and not self.stopping.is_set():
             wait_ms = 1000 if deadline is None else int((deadline - time.monotonic()) * 1000)
             if wait_ms <= 0:
                 break
-            got = self.queue.read(consumer, s.indexer_batch_events - len(batch), wait_ms)
+            got = self.queue.read(consumer, max(1, (s.indexer_batch_events - events) // self.per_entry), wait_ms)
             if not got:
                 break
             batch += got
+            events += sum(len(e.events) for e in got)
             size += sum(e.size for e in got)
+            self.per_entry = max(1, events // len(batch))
             if deadline is None:
                 deadline = time.monotonic() + s.indexer_linger_ms / 1000
-        return within_bytes(batch, s.indexer_batch_bytes)
+        return within(batch, s.indexer_batch_events, s.indexer_batch_bytes)
 
     def _wait(self, seconds: float) -> None:
         """Sleep (until stopped), renewing the claim on held entries well before another indexer

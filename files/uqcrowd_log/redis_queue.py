@@ -1,13 +1,18 @@
 """The durable queue: a Redis Stream with a consumer group, its counters and its side lists.
 
-Backends append with one atomic script: refuse when the queued documents exceed the high-water
-mark in bytes, else XADD per event and add their size to a byte counter (a request's events
-travel as two arguments: their fields' lengths, and the fields end to end). The stream's own
-entries-added figure counts accepted events, so the hot path writes nothing else.
-The indexer reads with XREADGROUP; an entry leaves the stream (XACK + XDEL) only after
-Elasticsearch confirmed it, so a crash re-delivers instead of losing. Acknowledging and
-dead-lettering are scripts flagged allow-oom: they free memory, so they must work when Redis is
-at maxmemory (a MULTI would be refused there).
+One stream entry holds one request's events (the fields `lengths` and `events`: each event's id, day
+and document lengths, and those fields end to end), so a 20-event request is one XADD, one entry to
+read and one id to acknowledge. Backends append with one atomic script: refuse when the queued
+documents exceed the high-water mark in bytes, else add the entry and count its bytes and events
+(the queue's depth in events). The stream's own entries-added figure counts one accepted event per
+entry; the script adds a request's other events to the "accepted" counter.
+The indexer reads with XREADGROUP; an entry leaves the stream (XACK + XDEL) only after Elasticsearch
+confirmed every event of it, or refused some for their content and those are dead-lettered in the same
+step, so a crash re-delivers instead of losing (a repeat of a stored event is stored once: it is
+created under its id). Settling entries is a script flagged allow-oom: it frees memory, so it must
+work when Redis is at maxmemory (a MULTI would be refused there).
+Entries of one event each (`id`, `day`, `doc`), written by versions before entries held requests,
+are still read, and drain as before.
 
 Side lists: `dead-letter` holds events Elasticsearch refused for their content (bounded: when it
 is full the indexer pauses rather than drop anything; replay puts them back in the stream);
@@ -29,76 +34,64 @@ from .events import Invalid, Prepared
 
 GROUP = "indexers"
 
-# ARGV[1] the high-water mark; ARGV[2] the lengths of each event's id, day and document, ARGV[3] all of
-# them end to end. Three arguments per request instead of three per event: the client packs a
-# 20-event request in microseconds instead of tens of them, whatever bytes the fields hold.
+# KEYS: stream, queued bytes, queued events, stats. ARGV[1] the high-water mark; ARGV[2] the lengths of
+# each event's id, day and document, ARGV[3] all of them end to end; ARGV[4] how many events.
 _ENQUEUE = """#!lua
 local queued = tonumber(redis.call('GET', KEYS[2]) or '0')
 if queued > tonumber(ARGV[1]) then return -1 end
-local data, fields, pos, added = ARGV[3], {}, 1, 0
-for length in string.gmatch(ARGV[2], '%d+') do
-  local n = tonumber(length)
-  fields[#fields + 1] = string.sub(data, pos, pos + n - 1)
-  pos = pos + n
-  if #fields == 3 then
-    redis.call('XADD', KEYS[1], '*', 'id', fields[1], 'day', fields[2], 'doc', fields[3])
-    added = added + n
-    fields = {}
-  end
-end
-return redis.call('INCRBY', KEYS[2], added)
+redis.call('XADD', KEYS[1], '*', 'lengths', ARGV[2], 'events', ARGV[3])
+local n = tonumber(ARGV[4])
+redis.call('INCRBY', KEYS[3], n)
+if n > 1 then redis.call('HINCRBY', KEYS[4], 'accepted', n - 1) end
+return redis.call('INCRBY', KEYS[2], #ARGV[3])
 """
 
-# Removing entries confirmed (indexed or dead-lettered): XACK + XDEL, and their bytes off the counter.
-# KEYS[2] stream, KEYS[3] byte counter; ARGV from `first`: stream id and size pairs.
-_REMOVE = """
-local function remove(first)
-  local freed = 0
-  for i = first, #ARGV, 2 do
-    redis.call('XACK', KEYS[2], 'indexers', ARGV[i])
-    if redis.call('XDEL', KEYS[2], ARGV[i]) == 1 then freed = freed + tonumber(ARGV[i + 1]) end
-  end
-  if redis.call('XLEN', KEYS[2]) == 0 then redis.call('SET', KEYS[3], 0) else redis.call('DECRBY', KEYS[3], freed) end
-end
-"""
-
-# KEYS: stats, stream, bytes. ARGV: id and size pairs.
-_ACK = (
-    "#!lua flags=allow-oom\n"
-    + _REMOVE
-    + """
-remove(1)
-redis.call('HINCRBY', KEYS[1], 'indexed', #ARGV / 2)
-"""
-)
-
-# KEYS: stats, stream, bytes, dead-letter list. ARGV: bound, number of records, records, id and size pairs.
+# Settling entries: their refused events onto the dead-letter list, then XACK + XDEL, their bytes and
+# events off the counters. KEYS: stats, stream, queued bytes, queued events, dead-letter list.
+# ARGV: the list's bound, number of records, events indexed, the records, then (id, bytes, events) per entry.
 # Returns -1, changing nothing, when the list would pass its bound.
-_DEAD_LETTER = (
-    "#!lua flags=allow-oom\n"
-    + _REMOVE
-    + """
-local n = tonumber(ARGV[2])
-if redis.call('LLEN', KEYS[4]) + n > tonumber(ARGV[1]) then return -1 end
-for i = 3, 2 + n do redis.call('RPUSH', KEYS[4], ARGV[i]) end
-redis.call('HINCRBY', KEYS[1], 'dead_lettered', n)
-remove(3 + n)
-return n
+_SETTLE = """#!lua flags=allow-oom
+local records, indexed = tonumber(ARGV[2]), tonumber(ARGV[3])
+if records > 0 then
+  if redis.call('LLEN', KEYS[5]) + records > tonumber(ARGV[1]) then return -1 end
+  for i = 4, 3 + records do redis.call('RPUSH', KEYS[5], ARGV[i]) end
+  redis.call('HINCRBY', KEYS[1], 'dead_lettered', records)
+end
+local freed, events = 0, 0
+for i = 4 + records, #ARGV, 3 do
+  redis.call('XACK', KEYS[2], 'indexers', ARGV[i])
+  if redis.call('XDEL', KEYS[2], ARGV[i]) == 1 then
+    freed = freed + tonumber(ARGV[i + 1])
+    events = events + tonumber(ARGV[i + 2])
+  end
+end
+if redis.call('XLEN', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[3], 0)
+  redis.call('SET', KEYS[4], 0)
+else
+  redis.call('DECRBY', KEYS[3], freed)
+  redis.call('DECRBY', KEYS[4], events)
+end
+if indexed > 0 then redis.call('HINCRBY', KEYS[1], 'indexed', indexed) end
+return records
 """
-)
 
-# KEYS: dead-letter list, stream, bytes, stats. ARGV: how many. Moves the oldest records back into the stream.
+# KEYS: dead-letter list, stream, queued bytes, queued events, stats. ARGV: how many. Moves the oldest
+# records back into the stream, one entry each.
 _REPLAY = """#!lua
 local records = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
 if not records then return 0 end
 local added = 0
 for _, raw in ipairs(records) do
-  local record = cjson.decode(raw)
-  redis.call('XADD', KEYS[2], '*', 'id', record['event_id'], 'day', record['day'], 'doc', record['document'])
-  added = added + #record['document']
+  local r = cjson.decode(raw)
+  local lengths = #r['event_id'] .. ' ' .. #r['day'] .. ' ' .. #r['document']
+  local events = r['event_id'] .. r['day'] .. r['document']
+  redis.call('XADD', KEYS[2], '*', 'lengths', lengths, 'events', events)
+  added = added + #events
 end
 redis.call('INCRBY', KEYS[3], added)
-redis.call('HINCRBY', KEYS[4], 'replayed', #records)
+redis.call('INCRBY', KEYS[4], #records)
+redis.call('HINCRBY', KEYS[5], 'replayed', #records)
 return #records
 """
 
@@ -113,14 +106,34 @@ class DeadLettersFull(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One queued event, with the stream id that acknowledges it."""
+    """One stream entry (one request's events), with the stream id that acknowledges it."""
 
     stream_id: bytes
-    event: Prepared
+    events: tuple[Prepared, ...]
+    size: int  # the bytes the queue counted for it
+    counted: int  # the events the queue's depth counted for it (0 for an entry of the earlier format)
 
-    @property
-    def size(self) -> int:
-        return len(self.event.document)
+
+def pack(events: Sequence[Prepared]) -> tuple[bytes, bytes]:
+    """A request's events as a stream entry's two fields: the lengths of each event's id, day and
+    document, and those fields end to end (whatever bytes a field holds, the next one does not shift)."""
+    parts = [part for e in events for part in (e.event_id.encode(), e.day.encode(), e.document)]
+    return " ".join(str(len(part)) for part in parts).encode(), b"".join(parts)
+
+
+def unpack(lengths: bytes, data: bytes) -> tuple[Prepared, ...]:
+    """The events `pack` wrote. Raises ValueError if the fields do not match each other."""
+    try:
+        sizes = [int(n) for n in lengths.split()]
+    except ValueError:
+        raise ValueError(f"an entry's lengths are not numbers: {lengths[:80]!r}") from None
+    if len(sizes) % 3 or sum(sizes) != len(data):
+        raise ValueError(f"an entry's lengths ({len(sizes)} of them) do not match its {len(data)} bytes")
+    fields, pos = [], 0
+    for n in sizes:
+        fields.append(data[pos : pos + n])
+        pos += n
+    return tuple(Prepared(fields[i].decode(), fields[i + 1].decode(), fields[i + 2]) for i in range(0, len(fields), 3))
 
 
 def connect(url: str) -> redis.Redis:
@@ -132,10 +145,10 @@ def open_queue(settings: Settings) -> EventQueue:
     return EventQueue(client, settings.redis_prefix, settings.dead_letter_max, settings.quarantine_max)
 
 
-def _ids_and_sizes(entries: Sequence[Entry]) -> list[bytes | int]:
+def _entry_args(entries: Sequence[Entry]) -> list[bytes | int]:
     args: list[bytes | int] = []
     for entry in entries:
-        args += [entry.stream_id, entry.size]
+        args += [entry.stream_id, entry.size, entry.counted]
     return args
 
 
@@ -146,6 +159,7 @@ class EventQueue:
         self.client = client
         self.stream = f"{prefix}:events"
         self.bytes = f"{prefix}:queued-bytes"
+        self.queued = f"{prefix}:queued-events"
         self.stats = f"{prefix}:stats"
         self.dead_letters = f"{prefix}:dead-letter"
         self.quarantined = f"{prefix}:quarantine"
@@ -153,18 +167,16 @@ class EventQueue:
         self.dead_letter_max = dead_letter_max
         self.quarantine_max = quarantine_max
         self._enqueue = client.register_script(_ENQUEUE)
-        self._ack = client.register_script(_ACK)
-        self._dead_letter = client.register_script(_DEAD_LETTER)
+        self._settle = client.register_script(_SETTLE)
         self._replay = client.register_script(_REPLAY)
 
     # ---- producers (the HTTP backends)
     def put(self, events: list[Prepared], high_water_bytes: int) -> int:
-        """Append all events or none; returns the queued bytes after it."""
-        parts = [part for e in events for part in (e.event_id.encode(), e.day.encode(), e.document)]
-        lengths = " ".join(str(len(part)) for part in parts)
-        args = [high_water_bytes, lengths, b"".join(parts)]
+        """Append all events, as one entry, or none; returns the queued bytes after it."""
+        lengths, data = pack(events)
+        keys = [self.stream, self.bytes, self.queued, self.stats]
         try:
-            queued = int(self._enqueue(keys=[self.stream, self.bytes], args=args))
+            queued = int(self._enqueue(keys=keys, args=[high_water_bytes, lengths, data, len(events)]))
         except redis.exceptions.OutOfMemoryError:
             raise QueueFull("redis is at its maxmemory") from None
         if queued < 0:
@@ -219,7 +231,8 @@ class EventQueue:
 
     # ---- observers (metrics, monitors, tools)
     def depth(self) -> int:
-        return int(self.client.xlen(self.stream))
+        """Events waiting for Elasticsearch (those queued by an earlier format's backends not counted)."""
+        return max(0, int(self.client.get(self.queued) or 0))
 
     def queued_bytes(self) -> int:
         return int(self.client.get(self.bytes) or 0)
@@ -237,7 +250,8 @@ class EventQueue:
         return [orjson.loads(raw) for raw in self.client.lrange(self.quarantined, start, stop)]
 
     def counters(self) -> dict[str, int]:
-        """The counters of every process; "accepted" includes what the stream says was ever added."""
+        """The counters of every process; "accepted" includes the entries the stream says were ever added
+        (the enqueue script counts a request's other events)."""
         counters = {k.decode(): int(v) for k, v in self.client.hgetall(self.stats).items()}
         try:
             added = int(self.client.xinfo_stream(self.stream)["entries-added"])
@@ -279,32 +293,45 @@ class EventQueue:
         if entries:
             self.client.xclaim(self.stream, GROUP, consumer, 0, [e.stream_id for e in entries], justid=True)
 
-    def ack(self, entries: Sequence[Entry]) -> None:
-        """Elasticsearch has them: remove them from the stream (works at maxmemory)."""
-        if entries:
-            self._ack(keys=[self.stats, self.stream, self.bytes], args=_ids_and_sizes(entries))
+    def settle(self, entries: Sequence[Entry], rejected: Sequence[tuple[Prepared, str]] = ()) -> None:
+        """Elasticsearch has every event of these entries, apart from `rejected`, which it refused for their
+        content: keep those aside with the reason, and remove the entries, in one step (works at
+        maxmemory). Raises DeadLettersFull, changing nothing, when the list would pass its bound."""
+        indexed = sum(len(e.events) for e in entries) - len(rejected)
+        self._remove(entries, rejected, indexed)
 
-    def dead_letter(self, rejected: Sequence[tuple[Prepared, str]], entries: Sequence[Entry] = ()) -> None:
-        """Keep events Elasticsearch refused for their content aside, with the reason, then remove
-        their stream entries, in one step. Raises DeadLettersFull, changing nothing, at the list's bound."""
-        if not rejected:
+    def dead_letter(self, rejected: Sequence[tuple[Prepared, str]]) -> None:
+        """Keep events Elasticsearch refused for their content aside, with the reason (direct mode, where
+        nothing was queued). Raises DeadLettersFull, changing nothing, at the list's bound."""
+        self._remove((), rejected, 0)
+
+    def _remove(self, entries: Sequence[Entry], rejected: Sequence[tuple[Prepared, str]], indexed: int) -> None:
+        if not entries and not rejected:
             return
         records = [
             orjson.dumps({"event_id": e.event_id, "day": e.day, "error": error, "document": e.document.decode()})
             for e, error in rejected
         ]
-        keys = [self.stats, self.stream, self.bytes, self.dead_letters]
-        args = [self.dead_letter_max, len(records), *records, *_ids_and_sizes(entries)]
-        if int(self._dead_letter(keys=keys, args=args)) < 0:
+        keys = [self.stats, self.stream, self.bytes, self.queued, self.dead_letters]
+        args = [self.dead_letter_max, len(records), indexed, *records, *_entry_args(entries)]
+        if int(self._settle(keys=keys, args=args)) < 0:
             raise DeadLettersFull(f"the dead-letter list holds its maximum of {self.dead_letter_max} events")
 
     def replay_dead_letters(self, count: int = 1000) -> int:
         """Put up to `count` of the oldest dead-lettered events back in the stream; returns how many."""
-        return int(self._replay(keys=[self.dead_letters, self.stream, self.bytes, self.stats], args=[count]))
+        keys = [self.dead_letters, self.stream, self.bytes, self.queued, self.stats]
+        return int(self._replay(keys=keys, args=[count]))
 
     @staticmethod
     def _entries(raw: list) -> list[Entry]:
-        # An id without fields was deleted after its ack raced a crash: nothing left to deliver.
-        return [
-            Entry(stream_id, Prepared(f[b"id"].decode(), f[b"day"].decode(), f[b"doc"])) for stream_id, f in raw if f
-        ]
+        entries = []
+        for stream_id, f in raw:
+            if not f:  # an id without fields was deleted after its ack raced a crash: nothing left to deliver
+                continue
+            if b"events" in f:
+                events = unpack(f[b"lengths"], f[b"events"])
+                entries.append(Entry(stream_id, events, len(f[b"events"]), len(events)))
+            else:  # one event, written before entries held requests
+                event = Prepared(f[b"id"].decode(), f[b"day"].decode(), f[b"doc"])
+                entries.append(Entry(stream_id, (event,), len(f[b"doc"]), 0))
+        return entries

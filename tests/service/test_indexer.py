@@ -180,12 +180,31 @@ def test_rejected_document_goes_to_dead_letter_while_the_rest_flow(es, es_server
     wait_for_count(es, settings, 3)
 
 
+def test_a_queue_left_by_the_one_entry_per_event_format_drains_and_counts_right(es, es_server, settings, spawn, queue):
+    """Before an entry held a request's events, each event was an entry of its own (`id`, `day`, `doc`),
+    counted as accepted by the stream's entries-added: such a queue drains beside new entries."""
+    day = f"{BROWSER_TIME:%Y-%m-%d}"
+    for n in range(3):
+        document = orjson.dumps(event(n, session="earlier"))
+        queue.client.xadd(queue.stream, {"id": f"earlier-{n}", "day": day, "doc": document})
+        queue.client.incrby(queue.bytes, len(document))
+    env = env_of(settings, es_server.url)
+    post_all(spawn(env).url, [event(n) for n in range(5)])
+    assert (queue.client.xlen(queue.stream), queue.depth()) == (4, 5)  # the earlier entries are not in the depth
+    spawn(env, "indexer")
+    wait_for_count(es, settings, 8)
+    wait_until(lambda: queue.client.xlen(queue.stream) == 0, 10, "queue drained")
+    assert (queue.depth(), queue.queued_bytes()) == (0, 0)
+    counters = queue.counters()
+    assert (counters["accepted"], counters["indexed"]) == (8, 8)
+
+
 def test_sigterm_exits_cleanly_and_hands_back_its_batch(es_server, settings, spawn, queue):
     env = env_of(settings, "http://127.0.0.1:9")  # nothing listens: the batch stays held, in backoff
     backend = spawn(env)
-    post_all(backend.url, [event(n) for n in range(50)])
+    post_all(backend.url, [event(n) for n in range(50)], batch=10)
     indexer = spawn(env, "indexer")
-    wait_until(lambda: held(queue) == 50, 10, "batch held")
+    wait_until(lambda: held(queue) == 5, 10, "batch held")  # 5 requests, 5 entries
     started = time.monotonic()
     assert indexer.stop() == 0
     assert time.monotonic() - started < 5
@@ -294,7 +313,8 @@ def test_a_full_dead_letter_list_pauses_indexing_instead_of_dropping(es, es_serv
     post_all(backend.url, [*bad, event(10), event(11)])
     wait_for_count(es, settings, 2)
     wait_until(lambda: 'what="DeadLettersFull' in requests.get(f"{backend.url}/logger/metrics").text, 30, "fault")
-    assert (queue.dead_letter_depth(), queue.depth()) == (0, 3)  # 3 would pass the bound of 2: none moved
+    # 3 would pass the bound of 2: none moved, and their request's entry (5 events) stays queued whole
+    assert (queue.dead_letter_depth(), queue.depth()) == (0, 5)
     assert "uqcrowd_dead_letter_limit 2.0" in requests.get(f"{backend.url}/logger/metrics").text
 
 
@@ -302,9 +322,9 @@ def test_an_indexer_in_backoff_keeps_its_entries_from_being_claimed(es, es_serve
     claim = {"UQCROWD_INDEXER_CLAIM_IDLE_MS": "1500"}
     stuck_env = {**env_of(settings, "http://127.0.0.1:9"), **claim, "UQCROWD_INDEXER_CONSUMER": "stuck"}
     backend = spawn(stuck_env)
-    post_all(backend.url, [event(n) for n in range(30)])
+    post_all(backend.url, [event(n) for n in range(30)], batch=10)
     stuck = spawn(stuck_env, "indexer")
-    wait_until(lambda: held(queue) == 30, 10, "batch held")
+    wait_until(lambda: held(queue) == 3, 10, "batch held")
     spawn({**env_of(settings, es_server.url), **claim, "UQCROWD_INDEXER_CONSUMER": "healthy"}, "indexer")
     time.sleep(5)  # over three claim periods: the stuck indexer renews its claim meanwhile
     owners = queue.client.xpending_range(queue.stream, "indexers", "-", "+", 100)

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from tests.support.services import RedisServer
 from uqcrowd_log.config import Settings
 from uqcrowd_log.events import Prepared
-from uqcrowd_log.redis_queue import EventQueue
+from uqcrowd_log.redis_queue import EventQueue, unpack
 from uqcrowd_log.web import create_app
 
 EVENT = {
@@ -35,7 +35,8 @@ def post(client: FlaskClient, body: bytes | str | object, content_type: str = "t
 
 
 def queued(queue: EventQueue) -> list[dict]:
-    return [orjson.loads(fields[b"doc"]) for _, fields in queue.client.xrange(queue.stream)]
+    entries = queue.client.xrange(queue.stream)
+    return [orjson.loads(e.document) for _, f in entries for e in unpack(f[b"lengths"], f[b"events"])]
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/json", "text/plain;charset=UTF-8"])
@@ -56,6 +57,7 @@ def test_a_batch_of_500_is_500_queued_events(client, queue):
     response = post(client, batch)
     assert (response.status_code, response.get_json()) == (202, {"accepted": 500, "rejected": 0})
     assert queue.depth() == 500
+    assert queue.client.xlen(queue.stream) == 1  # one stream entry per request
     assert sorted(d["sequence_number"] for d in queued(queue)) == list(range(500))
 
 
@@ -219,14 +221,15 @@ def test_the_queue_keeps_each_field_byte_for_byte_whatever_it_holds(queue):
     ]
     queue.ensure_group()
     queue.put(events, 10**9)
-    assert [e.event for e in queue.read("reader", 10, None)] == events
-    assert queue.queued_bytes() == sum(len(e.document) for e in events)
+    [entry] = queue.read("reader", 10, None)
+    assert list(entry.events) == events
+    assert queue.queued_bytes() == entry.size == sum(len(e.event_id) + len(e.day) + len(e.document) for e in events)
 
 
 def test_backpressure_above_high_water_bytes_is_503_with_retry_after(settings, queue):
     client = create_app(replace(settings, queue_high_water_bytes=2000)).test_client()
     assert post(client, [EVENT] * 6).status_code == 202  # 0 -> about 2,400 bytes queued
-    assert queue.queued_bytes() == sum(len(f[b"doc"]) for _, f in queue.client.xrange(queue.stream))
+    assert queue.queued_bytes() == sum(len(f[b"events"]) for _, f in queue.client.xrange(queue.stream))
     response = post(client, EVENT)
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) > 0

@@ -234,7 +234,7 @@ def test_dead_letters_are_listed_with_their_reason_and_replayed(settings, queue)
     queue.put([event], 10**9)
     queue.ensure_group()
     [entry] = queue.read("cli-test", 10, None)
-    queue.dead_letter([(entry.event, "400 document_parsing_exception: server_time")], [entry])
+    queue.settle([entry], [(event, "400 document_parsing_exception: server_time")])
     env = {"UQCROWD_REDIS_URL": settings.redis_url, "UQCROWD_REDIS_PREFIX": settings.redis_prefix}
     listed = CliRunner().invoke(main, ["dead-letters", "list"], env=env)
     assert listed.exit_code == 0, listed.output
