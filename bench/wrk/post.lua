@@ -1,9 +1,17 @@
 -- wrk script: POST unique events (one per request, or BATCH per request) and count 2xx answers.
 -- Environment: BATCH (events per request; 1 sends a bare object), PREFIX (session id prefix),
--- DELAY_MS (pause before each request, to hold a lower rate).
+-- INTERVAL_MS (each wrk thread starts a request every INTERVAL_MS on a fixed schedule, to hold a
+-- given rate whatever the answers' latency; a request behind schedule goes at once; 0: no pause).
+local ffi = require("ffi")
+ffi.cdef [[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock, bench_timespec *now);
+]]
 local batch = tonumber(os.getenv("BATCH") or "1")
 local prefix = os.getenv("PREFIX") or "bench"
-local delay_ms = tonumber(os.getenv("DELAY_MS") or "0")
+local interval_ms = tonumber(os.getenv("INTERVAL_MS") or "0")
+local clock = ffi.new("bench_timespec")
+local next_at = nil -- this thread's next request slot, in ms of the monotonic clock
 local threads = {}
 -- Globals, not locals: done() reads them from each thread with thread:get().
 counter = 0
@@ -34,8 +42,16 @@ function request()
   return wrk.format("POST", "/logger/insert", {["Content-Type"] = "text/plain"}, body)
 end
 
+local function now_ms()
+  ffi.C.clock_gettime(1, clock) -- CLOCK_MONOTONIC
+  return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
+end
+
 function delay()
-  return delay_ms
+  if interval_ms <= 0 then return 0 end
+  local now = now_ms()
+  next_at = next_at and next_at + interval_ms or now
+  return math.max(0, next_at - now)
 end
 
 function response(status, headers, body)
