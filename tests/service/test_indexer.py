@@ -188,9 +188,10 @@ def test_a_queue_left_by_the_one_entry_per_event_format_drains_and_counts_right(
         document = orjson.dumps(event(n, session="earlier"))
         queue.client.xadd(queue.stream, {"id": f"earlier-{n}", "day": day, "doc": document})
         queue.client.incrby(queue.bytes, len(document))
+    assert queue.depth() == 3  # not in the events counter: the entries' number
     env = env_of(settings, es_server.url)
     post_all(spawn(env).url, [event(n) for n in range(5)])
-    assert (queue.client.xlen(queue.stream), queue.depth()) == (4, 5)  # the earlier entries are not in the depth
+    assert (queue.client.xlen(queue.stream), queue.depth()) == (4, 5)  # the earlier events are not counted
     spawn(env, "indexer")
     wait_for_count(es, settings, 8)
     wait_until(lambda: queue.client.xlen(queue.stream) == 0, 10, "queue drained")
