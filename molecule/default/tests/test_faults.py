@@ -158,10 +158,13 @@ def test_everything_comes_back_after_a_reboot(host, elastic):
         "uqcrowd-logger@5002",
         "cron",
     ]
-    # Serving means an event accepted through HAProxy: a backend can answer /logger/ready before HAProxy's
-    # checks have marked the backends up again (seen twice: ready, then 503 "no server" to every event).
-    probe = {"log_type": "message", "session_id": f"{session}-probe"}
-    while http(host, "POST", FRONT, probe)[0] != 202:
+    # Serving steadily: HAProxy starts with its servers up, the backends start a few seconds later, and the
+    # checks that failed meanwhile mark them down for a few seconds more (rise 2 x 2 s) once an event or a
+    # /logger/ready has already gone through (seen: one 202, then 503 "no server" for 3 s). Five events
+    # accepted in a row, a second apart, come after that.
+    probe, steady = {"log_type": "message", "session_id": f"{session}-probe"}, 0
+    while steady < 5:
+        steady = steady + 1 if http(host, "POST", FRONT, probe)[0] == 202 else 0
         assert time.monotonic() - rebooted < 180
         time.sleep(1)
     statuses = post_many(host, FRONT, {"log_type": "message", "session_id": session}, 50)
