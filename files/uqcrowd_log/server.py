@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
+from flask import Flask
 from granian import Granian
 from granian.constants import Interfaces
 
 from .config import Settings
+from .web import app_from_env
 
 
 def serve(port: int, settings: Settings) -> None:
     Granian(
-        "uqcrowd_log.web:app_from_env",
+        "uqcrowd_log.server:serving_app",
         factory=True,
         address=settings.bind_host,
         port=port,
@@ -22,3 +26,24 @@ def serve(port: int, settings: Settings) -> None:
         working_dir=Path(__file__).resolve().parent.parent,
         log_access=False,
     ).serve()
+
+
+def serving_app() -> Flask:
+    """The WSGI factory Granian's worker calls. Granian's main process has bound the port before it
+    starts the worker, so once the app exists the backend serves: systemd is told so."""
+    app = app_from_env()
+    notify_ready()
+    return app
+
+
+def notify_ready() -> None:
+    """sd_notify(READY=1) for a Type=notify unit (started under systemd only when NOTIFY_SOCKET is set):
+    `systemctl start` returns, and units ordered after this one (HAProxy) start, once it serves."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return
+    if address.startswith("@"):  # an abstract socket
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(address)
+        sock.sendall(b"READY=1")

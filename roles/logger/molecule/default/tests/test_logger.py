@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 import pytest
 
@@ -83,6 +84,17 @@ def test_a_killed_backend_is_restarted_by_systemd(host, ports):
         host.run("sleep 1")
     new_pid = host.run(f"systemctl show -p MainPID --value uqcrowd-logger@{ports[1]}").stdout.strip()
     assert new_pid not in (pid, "0")
+
+
+def test_a_backend_is_started_once_it_serves(host, ports):
+    """Type=notify: `systemctl restart` returns once the backend answers (a simple unit returns once the
+    process exists, seconds before Granian has loaded the app), and at boot HAProxy starts after it."""
+    unit = f"uqcrowd-logger@{ports[0]}"
+    assert host.run(f"systemctl show -p Type --value {unit}").stdout.strip() == "notify"
+    assert "haproxy.service" in host.run(f"systemctl show -p Before --value {unit}").stdout.split()
+    health = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{ports[0]}/logger/health').status)"
+    restart = host.run(f"systemctl restart {unit} && python3 -c {shlex.quote(health)}")
+    assert (restart.rc, restart.stdout.strip()) == (0, "200"), restart.stderr
 
 
 @pytest.mark.parametrize("unit", ["uqcrowd-logger@5001.service", "uqcrowd-indexer.service"])
