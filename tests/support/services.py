@@ -13,7 +13,9 @@ import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import jinja2
 import requests
+import yaml
 from elasticsearch import ApiError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,36 +178,29 @@ class ElasticsearchServer(Process):
 
 
 class HaproxyServer(Process):
-    """HAProxy in front of logger backends, as the haproxy role puts it (the parts a browser meets)."""
+    """HAProxy in the foreground with the haproxy role's own template and defaults (`settings` overrides
+    them), as the role writes it but for the host's paths: no chroot, its log on standard output."""
 
-    CONFIG = """global
-    maxconn 2000
-defaults
-    mode http
-    option forwardfor
-    option http-buffer-request
-    retries 2
-    retry-on conn-failure empty-response
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    timeout http-request 10s
-frontend uqcrowd
-    bind 127.0.0.1:{port}
-    http-request deny deny_status 404 unless {{ path_beg /logger/ }}
-    default_backend loggers
-backend loggers
-    balance leastconn
-{servers}
-"""
-
-    def __init__(self, workdir: Path, backends: list[str]) -> None:
+    def __init__(self, workdir: Path, ports: list[int], settings: Mapping[str, object] | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port, self.stats = free_port(), free_port()
         super().__init__(workdir / f"haproxy-{self.port}.out")
+        variables = {
+            **yaml.safe_load((ROOT / "roles/haproxy/defaults/main.yml").read_text()),
+            "haproxy_frontend_port": self.port,
+            "haproxy_stats_port": self.stats,
+            "haproxy_frontend_address": "127.0.0.1",
+            "haproxy_backends": [{"host": "logger", "address": "127.0.0.1", "port": p} for p in ports],
+            **(settings or {}),
+        }
+        loader = jinja2.FileSystemLoader(ROOT / "roles/haproxy/templates")
+        template = jinja2.Environment(loader=loader, trim_blocks=True, keep_trailing_newline=True)  # as Ansible's
+        text = template.get_template("haproxy.cfg.j2").render(**variables)
+        text = text.replace("    chroot /var/lib/haproxy\n", "").replace("    daemon\n", "")
+        text = text.replace("log /dev/log ", "log stdout format short ")
+        text = text.replace("stats socket /run/haproxy/admin.sock", f"stats socket {workdir}/haproxy-{self.port}.sock")
         self.config = workdir / f"haproxy-{self.port}.cfg"
-        servers = "\n".join(f"    server b{n} {address}" for n, address in enumerate(backends))
-        self.config.write_text(self.CONFIG.format(port=self.port, servers=servers))
+        self.config.write_text(text)
 
     @property
     def url(self) -> str:
@@ -215,8 +210,13 @@ backend loggers
         return ["haproxy", "-db", "-f", str(self.config)]
 
     def ready(self) -> bool:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-            return True
+        return requests.get(f"http://127.0.0.1:{self.stats}/", timeout=2).status_code == 200
+
+    def counter(self, name: str, proxy: str) -> float:
+        """A Prometheus counter of the stats listener's exporter, summed over its other labels."""
+        text = requests.get(f"http://127.0.0.1:{self.stats}/metrics", timeout=5).text
+        prefix = f'{name}{{proxy="{proxy}"'
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
 
 class LoggerProcess(Process):
