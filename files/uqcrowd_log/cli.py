@@ -73,6 +73,9 @@ def _api_error(exc: ApiError, settings: Settings) -> str:
     return f"Elasticsearch answered {exc.meta.status}: {reason}"
 
 
+AUDIT_LOG = "/var/log/uqcrowd-log/withdrawals.log"
+
+
 def _first_line(exc: object) -> str:
     return " ".join(str(exc).split())[:300]
 
@@ -84,7 +87,7 @@ def _safe_url(url: str) -> str:
 def _client(settings: Settings, role: str = "reader") -> Elasticsearch:
     """A client with the given user, or else with the least-privilege user of this kind of command
     from the server's toolkit settings (UQCROWD_TOOLKIT_READER_* for reading, _CURATOR_* for sessions
-    --store, withdraw and retention, _WRITER_* for import)."""
+    --store, _WITHDRAWER_* for withdraw, _RETENTION_* for retention, _WRITER_* for import)."""
     if not settings.es_username and not settings.es_api_key:
         settings = replace(
             settings,
@@ -278,18 +281,13 @@ def sessions_(
 @click.option("--worker-id", required=True, help="The worker whose consent was withdrawn.")
 @click.option("--dry-run", is_flag=True, help="Only show how many documents each index holds.")
 @click.option("--session-index-prefix", envvar="UQCROWD_SESSION_INDEX_PREFIX", default="uqcrowd-session")
-@click.option(
-    "--audit-log",
-    envvar="UQCROWD_AUDIT_LOG",
-    default="/var/log/uqcrowd-log/withdrawals.log",
-    show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-)
 @click.pass_obj
 @_failures
-def withdraw_(settings: Settings, worker_id: str, dry_run: bool, session_index_prefix: str, audit_log: Path) -> None:
-    """Remove every event (and session report) of one worker, verify none remain, and audit it."""
-    client = _client(settings, "curator")
+def withdraw_(settings: Settings, worker_id: str, dry_run: bool, session_index_prefix: str) -> None:
+    """Remove every event (and session report) of one worker, verify none remain, and audit it (in the
+    server's root-only audit log, UQCROWD_AUDIT_LOG: written before anything is deleted)."""
+    audit_log = Path(os.environ.get("UQCROWD_AUDIT_LOG") or AUDIT_LOG)
+    client = _client(settings, "withdrawer")
     indices = f"{settings.index_prefix}-*,{session_index_prefix}-*"
     if dry_run:
         planned = withdraw.plan(client, indices, worker_id)
@@ -310,7 +308,7 @@ def withdraw_(settings: Settings, worker_id: str, dry_run: bool, session_index_p
 def retention_(settings: Settings, days: int, session_index_prefix: str, dry_run: bool) -> None:
     """Delete the daily event and session indices older than --days (for clusters without ILM)."""
     prefixes = [settings.index_prefix, session_index_prefix]
-    doomed = retention.apply(_client(settings, "curator"), prefixes, days, datetime.now(UTC).date(), dry_run)
+    doomed = retention.apply(_client(settings, "retention"), prefixes, days, datetime.now(UTC).date(), dry_run)
     for name in doomed:
         click.echo(name)
     verb = "would be deleted (dry run)" if dry_run else "deleted"

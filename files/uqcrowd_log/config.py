@@ -71,6 +71,9 @@ class Settings:
     queue_high_water_bytes: int = 256 * 1024 * 1024
     dead_letter_max: int = 100_000
     quarantine_max: int = 10_000
+    # Bytes each side list keeps at most (their oldest dropped beyond): an eighth of the high-water mark.
+    dead_letter_max_bytes: int = 32 * 1024 * 1024
+    quarantine_max_bytes: int = 32 * 1024 * 1024
     metrics_allowed: tuple[Network, ...] = ()
     client_ip: IpMode = "full"
     # The experiments this server takes events for (empty: any), each with its write token or "".
@@ -96,6 +99,7 @@ class Settings:
         ip_mode = env.get("UQCROWD_CLIENT_IP", "full").strip() or "full"
         if ip_mode not in ("full", "truncated", "none"):
             raise ConfigError(f"UQCROWD_CLIENT_IP={ip_mode!r} must be 'full', 'truncated' or 'none'")
+        high_water = _int(env, "UQCROWD_QUEUE_HIGH_WATER_BYTES", cls.queue_high_water_bytes, 1)
         return cls(
             mode=mode,  # type: ignore[arg-type]
             client_ip=ip_mode,  # type: ignore[arg-type]
@@ -111,9 +115,11 @@ class Settings:
             max_batch=_int(env, "UQCROWD_MAX_BATCH", cls.max_batch, 1),
             max_body_bytes=_int(env, "UQCROWD_MAX_BODY_BYTES", cls.max_body_bytes, 1),
             max_depth=_int(env, "UQCROWD_MAX_DEPTH", cls.max_depth, 2),
-            queue_high_water_bytes=_int(env, "UQCROWD_QUEUE_HIGH_WATER_BYTES", cls.queue_high_water_bytes, 1),
+            queue_high_water_bytes=high_water,
             dead_letter_max=_int(env, "UQCROWD_DEAD_LETTER_MAX", cls.dead_letter_max, 1),
             quarantine_max=_int(env, "UQCROWD_QUARANTINE_MAX", cls.quarantine_max, 1),
+            dead_letter_max_bytes=_int(env, "UQCROWD_DEAD_LETTER_MAX_BYTES", high_water // 8, 1),
+            quarantine_max_bytes=_int(env, "UQCROWD_QUARANTINE_MAX_BYTES", high_water // 8, 1),
             metrics_allowed=_networks(env, "UQCROWD_METRICS_ALLOWED", "127.0.0.1,::1"),
             retry_after_seconds=_int(env, "UQCROWD_RETRY_AFTER_SECONDS", cls.retry_after_seconds, 1),
             allowed_origins=_list(env, "UQCROWD_ALLOWED_ORIGINS", "*"),

@@ -28,7 +28,7 @@ from . import elastic, redis_queue
 from .config import Settings
 from .elastic import BulkOutcome, ConfigurationFault, StoreUnavailable, bulk_create_split
 from .events import Prepared
-from .redis_queue import DeadLettersFull, Entry, EventQueue
+from .redis_queue import Entry, EventQueue
 
 log = logging.getLogger("uqcrowd_log.indexer")
 
@@ -91,9 +91,9 @@ class Indexer:
         while not self.stopping.is_set():
             try:
                 self.step()
-            except (redis.RedisError, StoreUnavailable, DeadLettersFull) as exc:
+            except (redis.RedisError, StoreUnavailable) as exc:
                 self.group_ready = self.group_ready and not isinstance(exc, redis.RedisError)
-                fault = isinstance(exc, ConfigurationFault | DeadLettersFull)
+                fault = isinstance(exc, ConfigurationFault)
                 self._problem(f"{type(exc).__name__}: {exc}", fault)
                 self._wait(self.backoff.next())
         unconfirmed = sum(len(e.events) for e in self.held)
@@ -111,7 +111,7 @@ class Indexer:
         items = [((p, i), event) for p, entry in enumerate(self.held) for i, event in enumerate(entry.events)]
         outcome = bulk_create_split(self.client, self.settings.index_prefix, items)
         done, rejected, kept = settled(self.held, outcome)
-        self.queue.settle(done, rejected)  # DeadLettersFull: all stay held, nothing changed
+        self.queue.settle(done, rejected)
         self.held = kept
         for event, error in rejected:
             log.warning("dead-lettered event %s: %s", event.event_id, error)

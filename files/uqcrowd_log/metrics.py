@@ -27,6 +27,7 @@ class QueueCollector:
             counters = self.queue.counters()
             depth, dead, lag = self.queue.depth(), self.queue.dead_letter_depth(), self.queue.oldest_age_seconds()
             queued_bytes, quarantined = self.queue.queued_bytes(), self.queue.quarantine_depth()
+            quarantine_bytes, dead_letter_bytes = self.queue.side_bytes()
             faults = self.queue.indexer_faults()
         except redis.RedisError:
             up.add_metric([], 0)
@@ -44,6 +45,16 @@ class QueueCollector:
             ),
             ("uqcrowd_events_quarantined", "quarantined", "Invalid events of a batch, refused and kept aside"),
             ("uqcrowd_events_replayed", "replayed", "Dead-lettered events put back in the queue"),
+            (
+                "uqcrowd_events_quarantine_dropped",
+                "quarantine_dropped",
+                "Quarantined events dropped, oldest first, beyond the list's bounds",
+            ),
+            (
+                "uqcrowd_events_dead_letter_dropped",
+                "dead_letter_dropped",
+                "Dead-lettered events dropped, oldest first, beyond the list's bounds",
+            ),
         ):
             yield CounterMetricFamily(name, text, value=counters.get(key, 0))
         rejected = CounterMetricFamily(
@@ -58,10 +69,12 @@ class QueueCollector:
         yield GaugeMetricFamily("uqcrowd_dead_letter_depth", "Events in the dead-letter list", value=dead)
         yield GaugeMetricFamily(
             "uqcrowd_dead_letter_limit",
-            "Events the dead-letter list holds before indexing pauses",
-            value=self.queue.dead_letter_max,
+            "Events the dead-letter list holds before its oldest are dropped",
+            value=self.queue.dead_letter_limits.records,
         )
+        yield GaugeMetricFamily("uqcrowd_dead_letter_bytes", "Bytes in the dead-letter list", value=dead_letter_bytes)
         yield GaugeMetricFamily("uqcrowd_quarantine_depth", "Events in the quarantine list", value=quarantined)
+        yield GaugeMetricFamily("uqcrowd_quarantine_bytes", "Bytes in the quarantine list", value=quarantine_bytes)
         paused = GaugeMetricFamily(
             "uqcrowd_indexer_fault", "1 per indexer paused by a fault an operator must fix", labels=["consumer", "what"]
         )

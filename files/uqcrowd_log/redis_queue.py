@@ -14,10 +14,11 @@ work when Redis is at maxmemory (a MULTI would be refused there).
 Entries of one event each (`id`, `day`, `doc`), written by versions before entries held requests,
 are still read, and drain as before.
 
-Side lists: `dead-letter` holds events Elasticsearch refused for their content (bounded: when it
-is full the indexer pauses rather than drop anything; replay puts them back in the stream);
-`quarantine` holds events refused at the door (malformed in an otherwise good batch), capped,
-oldest dropped and counted.
+Side lists: `dead-letter` holds events Elasticsearch refused for their content (replay puts them back in
+the stream); `quarantine` holds events refused at the door (malformed in an otherwise good batch). Each
+is bounded in records and in bytes, its oldest dropped and counted beyond either, and its bytes count
+against the queue's high-water mark: whatever one client sends that is refused, it cannot take the room
+of another client's good events, nor stop indexing.
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ from .events import Invalid, Prepared
 
 GROUP = "indexers"
 
-# KEYS: stream, queued bytes, queued events, stats. ARGV[1] the high-water mark; ARGV[2] the lengths of
-# each event's id, day and document, ARGV[3] all of them end to end; ARGV[4] how many events.
+# KEYS: stream, queued bytes, queued events, stats, quarantine bytes, dead-letter bytes. ARGV[1] the
+# high-water mark; ARGV[2] the lengths of each event's id, day and document, ARGV[3] all of them end to
+# end; ARGV[4] how many events. The side lists' bytes count against the mark with the queued ones.
 _ENQUEUE = """#!lua
-local queued = tonumber(redis.call('GET', KEYS[2]) or '0')
-if queued > tonumber(ARGV[1]) then return -1 end
+local counted = redis.call('MGET', KEYS[2], KEYS[5], KEYS[6])
+local used = tonumber(counted[1] or '0') + tonumber(counted[2] or '0') + tonumber(counted[3] or '0')
+if used > tonumber(ARGV[1]) then return -1 end
 redis.call('XADD', KEYS[1], '*', 'lengths', ARGV[2], 'events', ARGV[3])
 local n = tonumber(ARGV[4])
 redis.call('INCRBY', KEYS[3], n)
@@ -46,19 +49,56 @@ if n > 1 then redis.call('HINCRBY', KEYS[4], 'accepted', n - 1) end
 return redis.call('INCRBY', KEYS[2], #ARGV[3])
 """
 
-# Settling entries: their refused events onto the dead-letter list, then XACK + XDEL, their bytes and
-# events off the counters. KEYS: stats, stream, queued bytes, queued events, dead-letter list.
-# ARGV: the list's bound, number of records, events indexed, the records, then (id, bytes, events) per entry.
-# Returns -1, changing nothing, when the list would pass its bound.
-_SETTLE = """#!lua flags=allow-oom
-local records, indexed = tonumber(ARGV[2]), tonumber(ARGV[3])
+# A side list (quarantine, dead letters) and the counter of its bytes: records appended, then the oldest
+# dropped while the list holds more records or bytes than its bounds. Returns how many were dropped.
+_APPEND_BOUNDED = """
+local function append_bounded(list, bytes_key, max_records, max_bytes, records)
+  local added = 0
+  for _, record in ipairs(records) do
+    redis.call('RPUSH', list, record)
+    added = added + #record
+  end
+  local bytes = tonumber(redis.call('INCRBY', bytes_key, added))
+  local length = redis.call('LLEN', list)
+  local dropped = 0
+  while length > 0 and (length > max_records or bytes > max_bytes) do
+    bytes = bytes - #redis.call('LPOP', list)
+    length, dropped = length - 1, dropped + 1
+  end
+  if length == 0 or bytes < 0 then bytes = 0 end  -- a list written before its bytes were counted
+  redis.call('SET', bytes_key, bytes)
+  return dropped
+end
+"""
+
+# KEYS: quarantine list, its bytes, stats. ARGV: most records kept, most bytes kept, then the records.
+_QUARANTINE = (
+    "#!lua"
+    + _APPEND_BOUNDED
+    + """
+local dropped = append_bounded(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), {unpack(ARGV, 3)})
+redis.call('HINCRBY', KEYS[3], 'quarantined', #ARGV - 2)
+if dropped > 0 then redis.call('HINCRBY', KEYS[3], 'quarantine_dropped', dropped) end
+return dropped
+"""
+)
+
+# Settling entries: their refused events onto the dead-letter list (its oldest dropped beyond its
+# bounds, counted), then XACK + XDEL, their bytes and events off the counters. KEYS: stats, stream,
+# queued bytes, queued events, dead-letter list, its bytes. ARGV: the list's most records and most
+# bytes, number of records, events indexed, the records, then (id, bytes, events) per entry.
+_SETTLE = (
+    "#!lua flags=allow-oom"
+    + _APPEND_BOUNDED
+    + """
+local records, indexed = tonumber(ARGV[3]), tonumber(ARGV[4])
 if records > 0 then
-  if redis.call('LLEN', KEYS[5]) + records > tonumber(ARGV[1]) then return -1 end
-  for i = 4, 3 + records do redis.call('RPUSH', KEYS[5], ARGV[i]) end
+  local dropped = append_bounded(KEYS[5], KEYS[6], tonumber(ARGV[1]), tonumber(ARGV[2]), {unpack(ARGV, 5, 4 + records)})
   redis.call('HINCRBY', KEYS[1], 'dead_lettered', records)
+  if dropped > 0 then redis.call('HINCRBY', KEYS[1], 'dead_letter_dropped', dropped) end
 end
 local freed, events = 0, 0
-for i = 4 + records, #ARGV, 3 do
+for i = 5 + records, #ARGV, 3 do
   redis.call('XACK', KEYS[2], 'indexers', ARGV[i])
   if redis.call('XDEL', KEYS[2], ARGV[i]) == 1 then
     freed = freed + tonumber(ARGV[i + 1])
@@ -75,33 +115,31 @@ end
 if indexed > 0 then redis.call('HINCRBY', KEYS[1], 'indexed', indexed) end
 return records
 """
+)
 
-# KEYS: dead-letter list, stream, queued bytes, queued events, stats. ARGV: how many. Moves the oldest
-# records back into the stream, one entry each.
+# KEYS: dead-letter list, stream, queued bytes, queued events, stats, the list's bytes. ARGV: how many.
+# Moves the oldest records back into the stream, one entry each.
 _REPLAY = """#!lua
 local records = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
 if not records then return 0 end
-local added = 0
+local added, taken = 0, 0
 for _, raw in ipairs(records) do
   local r = cjson.decode(raw)
   local lengths = #r['event_id'] .. ' ' .. #r['day'] .. ' ' .. #r['document']
   local events = r['event_id'] .. r['day'] .. r['document']
   redis.call('XADD', KEYS[2], '*', 'lengths', lengths, 'events', events)
-  added = added + #events
+  added, taken = added + #events, taken + #raw
 end
 redis.call('INCRBY', KEYS[3], added)
 redis.call('INCRBY', KEYS[4], #records)
 redis.call('HINCRBY', KEYS[5], 'replayed', #records)
+if redis.call('DECRBY', KEYS[6], taken) < 0 or redis.call('LLEN', KEYS[1]) == 0 then redis.call('SET', KEYS[6], 0) end
 return #records
 """
 
 
 class QueueFull(Exception):
     """The queued events exceed the high-water mark (or Redis its maxmemory): retry later."""
-
-
-class DeadLettersFull(Exception):
-    """The dead-letter list is at its bound: the indexer pauses until someone replays or clears it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +179,25 @@ def connect(url: str) -> redis.Redis:
 
 
 def open_queue(settings: Settings) -> EventQueue:
-    client = connect(settings.redis_url)
-    return EventQueue(client, settings.redis_prefix, settings.dead_letter_max, settings.quarantine_max)
+    return EventQueue(
+        connect(settings.redis_url),
+        settings.redis_prefix,
+        SideLimits(settings.dead_letter_max, settings.dead_letter_max_bytes),
+        SideLimits(settings.quarantine_max, settings.quarantine_max_bytes),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SideLimits:
+    """A side list's bounds: beyond either, its oldest records are dropped (and counted)."""
+
+    records: int
+    bytes: int
+
+
+# The defaults of Settings (an eighth of its default high-water mark each).
+DEAD_LETTER_LIMITS = SideLimits(100_000, 32 * 1024 * 1024)
+QUARANTINE_LIMITS = SideLimits(10_000, 32 * 1024 * 1024)
 
 
 def _entry_args(entries: Sequence[Entry]) -> list[bytes | int]:
@@ -154,7 +209,11 @@ def _entry_args(entries: Sequence[Entry]) -> list[bytes | int]:
 
 class EventQueue:
     def __init__(
-        self, client: redis.Redis, prefix: str, dead_letter_max: int = 100_000, quarantine_max: int = 10_000
+        self,
+        client: redis.Redis,
+        prefix: str,
+        dead_letter_limits: SideLimits = DEAD_LETTER_LIMITS,
+        quarantine_limits: SideLimits = QUARANTINE_LIMITS,
     ) -> None:
         self.client = client
         self.stream = f"{prefix}:events"
@@ -162,11 +221,15 @@ class EventQueue:
         self.queued = f"{prefix}:queued-events"
         self.stats = f"{prefix}:stats"
         self.dead_letters = f"{prefix}:dead-letter"
+        self.dead_letter_bytes = f"{prefix}:dead-letter-bytes"
         self.quarantined = f"{prefix}:quarantine"
+        self.quarantine_bytes = f"{prefix}:quarantine-bytes"
+        self.probe = f"{prefix}:write-probe"
         self.faults = f"{prefix}:indexer-faults"
-        self.dead_letter_max = dead_letter_max
-        self.quarantine_max = quarantine_max
+        self.dead_letter_limits = dead_letter_limits
+        self.quarantine_limits = quarantine_limits
         self._enqueue = client.register_script(_ENQUEUE)
+        self._quarantine = client.register_script(_QUARANTINE)
         self._settle = client.register_script(_SETTLE)
         self._replay = client.register_script(_REPLAY)
 
@@ -174,13 +237,13 @@ class EventQueue:
     def put(self, events: list[Prepared], high_water_bytes: int) -> int:
         """Append all events, as one entry, or none; returns the queued bytes after it."""
         lengths, data = pack(events)
-        keys = [self.stream, self.bytes, self.queued, self.stats]
+        keys = [self.stream, self.bytes, self.queued, self.stats, self.quarantine_bytes, self.dead_letter_bytes]
         try:
             queued = int(self._enqueue(keys=keys, args=[high_water_bytes, lengths, data, len(events)]))
         except redis.exceptions.OutOfMemoryError:
             raise QueueFull("redis is at its maxmemory") from None
         if queued < 0:
-            raise QueueFull(f"queued events exceed {high_water_bytes} bytes")
+            raise QueueFull(f"queued and set-aside events exceed {high_water_bytes} bytes")
         return queued
 
     def quarantine(self, invalid: list[Invalid], received: str, client_ip: str | None) -> None:
@@ -198,14 +261,16 @@ class EventQueue:
             )
             for bad in invalid
         ]
+        limits = self.quarantine_limits
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.rpush(self.quarantined, *records).ltrim(self.quarantined, -self.quarantine_max, -1)
+            self._quarantine(
+                keys=[self.quarantined, self.quarantine_bytes, self.stats],
+                args=[limits.records, limits.bytes, *records],
+                client=pipe,
+            )
             for bad in invalid:
                 pipe.hincrby(self.stats, f"rejected:{bad.reason}", 1)
-            pipe.hincrby(self.stats, "quarantined", len(records))
-            pushed = pipe.execute()[0]
-        if pushed > self.quarantine_max:
-            self.count("quarantine_dropped", pushed - self.quarantine_max)
+            pipe.execute()
 
     def report_fault(self, consumer: str, what: str) -> None:
         """An indexer paused for a reason an operator must fix (read by the monitoring through metrics)."""
@@ -229,6 +294,15 @@ class EventQueue:
     def ping(self) -> bool:
         return bool(self.client.ping())
 
+    def unwritable(self) -> str:
+        """Why Redis would refuse an insert now ("" when it takes one): unreachable, at its maxmemory
+        (OOM), or unable to persist (MISCONF). A PING answers in all three; a write does not."""
+        try:
+            self.client.set(self.probe, b"1")
+        except redis.RedisError as exc:
+            return f"redis refuses writes ({type(exc).__name__}): {str(exc).splitlines()[0][:200]}"
+        return ""
+
     # ---- observers (metrics, monitors, tools)
     def depth(self) -> int:
         """Events waiting for Elasticsearch. Entries of the earlier format (an event each) are not in the
@@ -245,6 +319,11 @@ class EventQueue:
 
     def quarantine_depth(self) -> int:
         return int(self.client.llen(self.quarantined))
+
+    def side_bytes(self) -> tuple[int, int]:
+        """Bytes held in the quarantine and in the dead-letter list (they count against the high-water mark)."""
+        quarantined, dead = self.client.mget(self.quarantine_bytes, self.dead_letter_bytes)
+        return int(quarantined or 0), int(dead or 0)
 
     def dead_letter_records(self, start: int = 0, stop: int = -1) -> list[dict]:
         return [orjson.loads(raw) for raw in self.client.lrange(self.dead_letters, start, stop)]
@@ -298,14 +377,14 @@ class EventQueue:
 
     def settle(self, entries: Sequence[Entry], rejected: Sequence[tuple[Prepared, str]] = ()) -> None:
         """Elasticsearch has every event of these entries, apart from `rejected`, which it refused for their
-        content: keep those aside with the reason, and remove the entries, in one step (works at
-        maxmemory). Raises DeadLettersFull, changing nothing, when the list would pass its bound."""
+        content: keep those aside with the reason (the list's oldest dropped beyond its bounds, counted),
+        and remove the entries, in one step (works at maxmemory)."""
         indexed = sum(len(e.events) for e in entries) - len(rejected)
         self._remove(entries, rejected, indexed)
 
     def dead_letter(self, rejected: Sequence[tuple[Prepared, str]]) -> None:
         """Keep events Elasticsearch refused for their content aside, with the reason (direct mode, where
-        nothing was queued). Raises DeadLettersFull, changing nothing, at the list's bound."""
+        nothing was queued)."""
         self._remove((), rejected, 0)
 
     def _remove(self, entries: Sequence[Entry], rejected: Sequence[tuple[Prepared, str]], indexed: int) -> None:
@@ -315,14 +394,15 @@ class EventQueue:
             orjson.dumps({"event_id": e.event_id, "day": e.day, "error": error, "document": e.document.decode()})
             for e, error in rejected
         ]
-        keys = [self.stats, self.stream, self.bytes, self.queued, self.dead_letters]
-        args = [self.dead_letter_max, len(records), indexed, *records, *_entry_args(entries)]
-        if int(self._settle(keys=keys, args=args)) < 0:
-            raise DeadLettersFull(f"the dead-letter list holds its maximum of {self.dead_letter_max} events")
+        keys = [self.stats, self.stream, self.bytes, self.queued, self.dead_letters, self.dead_letter_bytes]
+        limits = self.dead_letter_limits
+        self._settle(
+            keys=keys, args=[limits.records, limits.bytes, len(records), indexed, *records, *_entry_args(entries)]
+        )
 
     def replay_dead_letters(self, count: int = 1000) -> int:
         """Put up to `count` of the oldest dead-lettered events back in the stream; returns how many."""
-        keys = [self.dead_letters, self.stream, self.bytes, self.queued, self.stats]
+        keys = [self.dead_letters, self.stream, self.bytes, self.queued, self.stats, self.dead_letter_bytes]
         return int(self._replay(keys=keys, args=[count]))
 
     @staticmethod

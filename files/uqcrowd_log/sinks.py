@@ -10,7 +10,7 @@ from elasticsearch import Elasticsearch
 
 from .elastic import StoreUnavailable, bulk_create_split, ping
 from .events import Prepared
-from .redis_queue import DeadLettersFull, EventQueue
+from .redis_queue import EventQueue
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +19,8 @@ class Sink(Protocol):
     def put(self, events: list[Prepared]) -> None:
         """Store all events durably before returning; raise QueueFull or StoreUnavailable."""
 
-    def ready(self) -> bool:
-        """True while the store this sink writes to answers."""
+    def unready(self) -> str:
+        """Why an insert would fail now, in one line; "" while the store takes events."""
 
 
 class QueueSink:
@@ -34,11 +34,8 @@ class QueueSink:
         except redis.RedisError as exc:
             raise StoreUnavailable(f"redis: {exc}") from None
 
-    def ready(self) -> bool:
-        try:
-            return self.queue.ping()
-        except redis.RedisError:
-            return False
+    def unready(self) -> str:
+        return self.queue.unwritable()
 
 
 class DirectSink:
@@ -59,9 +56,9 @@ class DirectSink:
             self.queue.dead_letter(outcome.rejected)
             self.queue.count("accepted", len(events))
             self.queue.count("indexed", len(outcome.done))
-        except (redis.RedisError, DeadLettersFull) as exc:
+        except redis.RedisError as exc:
             for event, error in outcome.rejected:
                 log.error("dead letter not recorded (%s): %s %s", exc, error, event.document[:1000])
 
-    def ready(self) -> bool:
-        return ping(self.client)
+    def unready(self) -> str:
+        return "" if ping(self.client) else "elasticsearch is not answering"

@@ -18,6 +18,7 @@ from .config import Settings
 from .elastic import StoreUnavailable
 from .events import BadInput, Invalid, parse_batch, prepare, screen_experiments
 from .metrics import render
+from .origins import origin_allowed
 from .proxies import client_ip, recorded_ip, within
 from .redis_queue import EventQueue, QueueFull
 from .sinks import DirectSink, QueueSink, Sink
@@ -59,6 +60,11 @@ def _error(status: int, message: str, reason: str | None = None) -> Response:
 def insert() -> Response:
     """Store the valid events of a batch, quarantine the invalid ones, and say how many of each."""
     settings = _settings()
+    origin = request.headers.get("Origin")
+    if origin is not None and not origin_allowed(origin, settings.allowed_origins):
+        # A browser says which page sent this: one not listed is another site's (or a copy's). Anything
+        # that is not a browser can forge the header: this keeps other pages out, it is not authentication.
+        return _error(403, f"events from pages of {origin[:200]} are not accepted here", "origin")
     try:
         batch = parse_batch(request.get_data(cache=False), settings.max_batch, settings.max_depth)
     except BadInput as exc:
@@ -106,9 +112,10 @@ def health() -> Response:
 
 @api.get("/ready")
 def ready() -> Response:
-    if _sink().ready():
+    problem = _sink().unready()
+    if not problem:
         return jsonify(status="ready")
-    return _error(503, f"{_settings().mode} store is not answering")
+    return _error(503, problem)
 
 
 @api.get("/metrics")
@@ -145,7 +152,7 @@ def _cors(response: Response) -> Response:
     origin = request.headers.get("Origin")
     if "*" in allowed:
         response.headers["Access-Control-Allow-Origin"] = "*"
-    elif origin in allowed:
+    elif origin is not None and origin_allowed(origin, allowed):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.vary.add("Origin")
     if request.method == "OPTIONS":

@@ -306,17 +306,23 @@ def test_a_closed_index_pauses_indexing_with_an_alert_and_loses_nothing(es, es_s
     wait_until(lambda: "uqcrowd_indexer_fault{" not in requests.get(metrics, timeout=5).text, 30, "fault cleared")
 
 
-def test_a_full_dead_letter_list_pauses_indexing_instead_of_dropping(es, es_server, settings, spawn, queue):
+def test_a_full_dead_letter_list_drops_its_oldest_counted_and_indexing_goes_on(es, es_server, settings, spawn, queue):
+    """Events anyone can make Elasticsearch refuse must not stop indexing for everyone else."""
     env = {**env_of(settings, es_server.url), "UQCROWD_DEAD_LETTER_MAX": "2"}
     backend = spawn(env)
     spawn(env, "indexer")
     bad = [event(n, sequence_number=f"bad {n}") for n in range(3)]
     post_all(backend.url, [*bad, event(10), event(11)])
     wait_for_count(es, settings, 2)
-    wait_until(lambda: 'what="DeadLettersFull' in requests.get(f"{backend.url}/logger/metrics").text, 30, "fault")
-    # 3 would pass the bound of 2: none moved, and their request's entry (5 events) stays queued whole
-    assert (queue.dead_letter_depth(), queue.depth()) == (0, 5)
-    assert "uqcrowd_dead_letter_limit 2.0" in requests.get(f"{backend.url}/logger/metrics").text
+    wait_until(lambda: queue.depth() == 0, 30, "queue drained")
+    kept = [orjson.loads(r["document"])["sequence_number"] for r in queue.dead_letter_records()]
+    assert kept == ["bad 1", "bad 2"]  # the oldest went
+    metrics = requests.get(f"{backend.url}/logger/metrics", timeout=5).text
+    assert "uqcrowd_events_dead_letter_dropped_total 1.0" in metrics
+    assert "uqcrowd_dead_letter_limit 2.0" in metrics
+    assert "uqcrowd_indexer_fault{" not in metrics
+    _, dead_bytes = queue.side_bytes()
+    assert dead_bytes == sum(len(orjson.dumps(r)) for r in queue.dead_letter_records())
 
 
 def test_an_indexer_in_backoff_keeps_its_entries_from_being_claimed(es, es_server, settings, spawn, queue):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import replace
 from datetime import datetime
 
 import orjson
 import pytest
+import redis
 from flask.testing import FlaskClient
 
-from tests.support.services import RedisServer
+from tests.support.services import RedisServer, wait_until
 from uqcrowd_log.config import Settings
 from uqcrowd_log.events import Prepared
 from uqcrowd_log.redis_queue import EventQueue, unpack
@@ -131,6 +133,55 @@ def test_the_quarantine_is_capped_and_says_how_many_it_dropped(settings, queue):
     assert queue.counters()["quarantine_dropped"] == 1
 
 
+def test_the_quarantine_is_bounded_in_bytes_too_and_counts_against_the_high_water_mark(settings, queue):
+    client = create_app(replace(settings, quarantine_max_bytes=50_000, queue_high_water_bytes=60_000)).test_client()
+    for n in range(20):  # 20 refused events of 10 kB: the quarantine keeps the newest that fit in 50 kB
+        assert post(client, [{**EVENT, "event_id": "", "pad": "q" * 10_000, "n": n}]).status_code == 400
+    records = queue.quarantine_records()
+    assert [json.loads(r["event"])["n"] for r in records] == list(range(16, 20))
+    quarantined, _ = queue.side_bytes()
+    assert quarantined == sum(len(orjson.dumps(r)) for r in records) <= 50_000
+    assert queue.counters()["quarantine_dropped"] == 16
+    # What the quarantine holds counts against the mark: after 20 kB of good events (queued: 20 kB of
+    # the 60,000), the ~40 kB the quarantine holds fill it.
+    assert post(client, {**EVENT, "pad": "g" * 20_000}).status_code == 202
+    assert post(client, {**EVENT, "sequence_number": 4}).status_code == 503
+
+
+def test_one_clients_refused_events_never_take_the_room_of_anothers_good_events(tmp_path, settings):
+    """2,000 refused events of 60 kB (120 MB) from one address, into a Redis of 32 MB: the other
+    client's events are all accepted, Redis never reaches its maxmemory, the dropped ones are counted."""
+    own = RedisServer(tmp_path / "redis", options=("--maxmemory", "32mb", "--maxmemory-policy", "noeviction"))
+    own.start()
+    try:
+        mark = 16 * 1024 * 1024  # half of maxmemory, as the roles set it; each side list an eighth of it
+        small = replace(settings, redis_url=own.url, queue_high_water_bytes=mark, quarantine_max_bytes=mark // 8)
+        client = create_app(small).test_client()
+        bad = orjson.dumps([{**EVENT, "event_id": "", "pad": "b" * 60_000}])
+        good_statuses, peak = [], 0
+        for n in range(2000):
+            assert post(client, bad, environ_base={"REMOTE_ADDR": "203.0.113.66"}).status_code == 400
+            if n % 20 == 0:
+                good = {**EVENT, "sequence_number": n, "session_id": "good"}
+                good_statuses.append(post(client, good, environ_base={"REMOTE_ADDR": "198.51.100.7"}).status_code)
+                peak = max(peak, int(own_client(own).info("memory")["used_memory"]))
+        assert good_statuses == [202] * 100
+        assert peak < 32 * 1024 * 1024
+        queue = EventQueue(own_client(own), settings.redis_prefix)
+        assert queue.depth() == 100
+        counters = queue.counters()
+        assert counters["quarantined"] == 2000
+        assert counters["quarantine_dropped"] == 2000 - queue.quarantine_depth() > 1900
+        assert "rejected:queue_full" not in counters
+        assert "rejected:store_unavailable" not in counters
+    finally:
+        own.stop()
+
+
+def own_client(server: RedisServer) -> redis.Redis:
+    return redis.Redis.from_url(server.url)
+
+
 def test_body_over_the_limit_is_413_and_stores_nothing(settings, queue):
     client = create_app(replace(settings, max_body_bytes=1000)).test_client()
     response = post(client, [EVENT] * 10)
@@ -170,13 +221,26 @@ def test_preflight_and_cors_headers(client):
     assert post(client, EVENT).headers["Access-Control-Allow-Origin"] == "*"
 
 
-def test_cors_origin_allow_list(settings):
+def test_listed_origins_are_the_only_pages_whose_events_are_stored(settings, queue):
     client = create_app(replace(settings, allowed_origins=("https://ok.example",))).test_client()
     ok = post(client, EVENT, headers={"Origin": "https://ok.example"})
-    other = post(client, EVENT, headers={"Origin": "https://evil.example"})
+    other = post(client, {**EVENT, "sequence_number": 4}, headers={"Origin": "https://evil.example"})
+    sandboxed = post(client, {**EVENT, "sequence_number": 5}, headers={"Origin": "null"})
+    assert ok.status_code == 202
     assert ok.headers["Access-Control-Allow-Origin"] == "https://ok.example"
     assert "Origin" in ok.headers["Vary"]
+    assert (other.status_code, sandboxed.status_code) == (403, 403)
+    assert other.get_json() == {"error": "events from pages of https://evil.example are not accepted here"}
     assert "Access-Control-Allow-Origin" not in other.headers
+    assert post(client, {**EVENT, "sequence_number": 6}).status_code == 202  # no Origin: not a browser's page
+    assert sorted(d["sequence_number"] for d in queued(queue)) == [3, 6]
+    assert queue.counters()["rejected:origin"] == 2
+
+
+def test_any_origin_is_accepted_when_origins_are_a_star(client, queue):
+    response = post(client, EVENT, headers={"Origin": "https://anywhere.example"})
+    assert response.status_code == 202
+    assert len(queued(queue)) == 1
 
 
 @pytest.mark.parametrize(
@@ -260,6 +324,40 @@ def test_redis_unreachable_is_503_and_not_ready(settings):
     assert response.headers["Retry-After"]
     assert client.get("/logger/ready").status_code == 503
     assert client.get("/logger/health").status_code == 200
+
+
+def test_not_ready_while_redis_refuses_writes_at_its_maxmemory_or_unable_to_persist(tmp_path, settings):
+    """A PING still answers at maxmemory: readiness writes, as an insert would."""
+    own = RedisServer(tmp_path / "redis", options=("--save", "3600 1", "--enable-protected-configs", "yes"))
+    own.start()
+    redis_client = own_client(own)
+    client = create_app(replace(settings, redis_url=own.url)).test_client()
+    try:
+        assert client.get("/logger/ready").status_code == 200
+        redis_client.config_set("maxmemory", 1)  # far below what it holds
+        refused = client.get("/logger/ready")
+        assert refused.status_code == 503
+        assert refused.get_json()["error"].startswith("redis refuses writes (OutOfMemoryError)")
+        assert post(client, EVENT).status_code == 503
+        redis_client.config_set("maxmemory", 0)
+        assert client.get("/logger/ready").status_code == 200
+        redis_client.config_set("dir", "/proc")  # the next snapshot fails: Redis then refuses writes
+        redis_client.bgsave()
+        wait_until(lambda: client.get("/logger/ready").status_code == 503, 10, "MISCONF seen")
+        assert "MISCONF" in client.get("/logger/ready").get_json()["error"]
+        redis_client.config_set("dir", str(tmp_path / "redis"))
+        redis_client.bgsave()  # may be refused while the last one is failing; the wait below retries
+        wait_until(lambda: _saved(redis_client) and client.get("/logger/ready").status_code == 200, 10, "ready")
+    finally:
+        own.stop()
+
+
+def _saved(redis_client) -> bool:
+    if redis_client.info("persistence")["rdb_last_bgsave_status"] != "ok":
+        with contextlib.suppress(Exception):
+            redis_client.bgsave()
+        return False
+    return True
 
 
 def test_ready_follows_redis(tmp_path, settings):

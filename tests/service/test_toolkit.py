@@ -80,9 +80,9 @@ def prepared(doc: dict) -> Prepared:
     return Prepared(event_id, doc["server_time"][:10], orjson.dumps({**doc, "event_id": event_id}))
 
 
-def run(es_server, prefix: str, *args: str, stdin: bytes | None = None):
+def run(es_server, prefix: str, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None):
     runner = CliRunner()
-    env = {"UQCROWD_ES_URL": es_server.url, "UQCROWD_INDEX_PREFIX": prefix}
+    env = {"UQCROWD_ES_URL": es_server.url, "UQCROWD_INDEX_PREFIX": prefix, **(env or {})}
     return runner.invoke(main, list(args), env=env, input=stdin, catch_exceptions=False)
 
 
@@ -191,16 +191,39 @@ def test_withdraw_removes_every_event_of_one_worker_and_audits_it(es, es_server,
     bulk_create(es, prefix, [(n, prepared(d)) for n, d in enumerate(docs)])
     es.indices.refresh(index=f"{prefix}-*")
     audit = tmp_path / "audit.log"
-    dry = run(es_server, prefix, "withdraw", "--worker-id", "W3", "--dry-run", "--audit-log", str(audit))
+    audit.touch(mode=0o600)  # the role creates it, root-only
+    env = {"UQCROWD_AUDIT_LOG": str(audit)}
+    dry = run(es_server, prefix, "withdraw", "--worker-id", "W3", "--dry-run", env=env)
     assert "100 documents of worker W3 would be removed" in dry.output
     assert es.count(index=f"{prefix}-*")["count"] == 2000
-    assert not audit.exists()
-    done = run(es_server, prefix, "withdraw", "--worker-id", "W3", "--audit-log", str(audit))
+    assert audit.read_text() == ""
+    done = run(es_server, prefix, "withdraw", "--worker-id", "W3", env=env)
     assert done.exit_code == 0, done.output
     assert es.count(index=f"{prefix}-*", query={"term": {"worker_id": "W3"}})["count"] == 0
     assert es.count(index=f"{prefix}-*")["count"] == 1900
-    [line] = [json.loads(x) for x in audit.read_text().splitlines()]
-    assert (line["worker_id"], line["deleted"]) == ("W3", 100)
+    started, finished = [json.loads(x) for x in audit.read_text().splitlines()]
+    assert (started["event"], started["worker_id"], started["planned"]) == ("withdrawal started", "W3", 100)
+    assert (finished["event"], finished["worker_id"], finished["deleted"]) == ("withdrawal done", "W3", 100)
+
+
+@pytest.mark.parametrize("audit", ["missing/audit.log", "a-directory"])
+def test_a_withdrawal_that_cannot_be_audited_deletes_nothing(es, es_server, tmp_path, audit):
+    prefix = f"uqt-wd-{uuid.uuid4().hex[:8]}"
+    docs = [d for n in range(2) for d in make_session(n)]
+    bulk_create(es, prefix, [(n, prepared(d)) for n, d in enumerate(docs)])
+    es.indices.refresh(index=f"{prefix}-*")
+    (tmp_path / "a-directory").mkdir()
+    refused = run(es_server, prefix, "withdraw", "--worker-id", "W1", env={"UQCROWD_AUDIT_LOG": str(tmp_path / audit)})
+    assert refused.exit_code == 1
+    assert refused.output.startswith(f"Error: the audit log {tmp_path / audit} cannot be written (")
+    assert refused.output.strip().endswith("): nothing was deleted")
+    assert len(refused.output.strip().splitlines()) == 1
+    es.indices.refresh(index=f"{prefix}-*")
+    assert es.count(index=f"{prefix}-*", query={"term": {"worker_id": "W1"}})["count"] == 100
+
+
+def test_the_audit_log_is_the_servers_not_the_callers(es_server):
+    assert "--audit-log" not in run(es_server, "uqt-x", "withdraw", "--help").output
 
 
 def test_retention_deletes_only_indices_older_than_n_days(es, es_server):

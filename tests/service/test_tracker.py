@@ -117,9 +117,12 @@ EDGE_PAGE = """<!doctype html>
 window.__requests = [];
 (function () {{
   var fetch = window.fetch;
+  window.__statuses = [];  // what the server answered each fetch (0: no answer the page could read)
   window.fetch = function (url, options) {{
     window.__requests.push(new Blob([(options && options.body) || ""]).size);
-    return fetch.apply(this, arguments);
+    return fetch.apply(this, arguments).then(
+      function (response) {{ window.__statuses.push(response.status); return response; }},
+      function (error) {{ window.__statuses.push(0); throw error; }});
   }};
   var beacon = navigator.sendBeacon.bind(navigator);
   navigator.sendBeacon = function (url, data) {{ window.__requests.push(data.size); return beacon(url, data); }};
@@ -143,12 +146,12 @@ def edge(es, es_server, settings, spawn, task_page, browser, workdir):
     env = env_of(settings, es_server.url)
     backend = spawn(env)
     spawn(env, "indexer")
-    front = HaproxyServer(workdir / "haproxy", [f"127.0.0.1:{backend.port}"])
+    front = HaproxyServer(workdir / "haproxy", [backend.port])  # the role's template and defaults
     front.start()
     directory, origin = task_page
     for name, following in (("task.html", "page2.html"), ("page2.html", "done.html"), ("done.html", "done.html")):
         (directory / name).write_text(EDGE_PAGE.format(title=name, front=front.url, next=following))
-    yield {"backend": backend, "origin": origin, "settings": settings, "es": es, "browser": browser}
+    yield {"backend": backend, "origin": origin, "settings": settings, "es": es, "browser": browser, "front": front}
     front.stop()
 
 

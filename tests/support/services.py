@@ -87,10 +87,11 @@ class Process:
 
 
 class RedisServer(Process):
-    def __init__(self, workdir: Path, password: str = "") -> None:
+    def __init__(self, workdir: Path, password: str = "", options: tuple[str, ...] = ()) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         super().__init__(workdir / "redis.out")
         self.workdir, self.port, self.password = workdir, free_port(), password
+        self.options = options  # more redis-server arguments (e.g. "--maxmemory", "32mb")
 
     @property
     def url(self) -> str:
@@ -115,7 +116,7 @@ class RedisServer(Process):
             "--daemonize",
             "no",
         ]
-        return cmd + (["--requirepass", self.password] if self.password else [])
+        return cmd + (["--requirepass", self.password] if self.password else []) + list(self.options)
 
     def ready(self) -> bool:
         with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
@@ -210,7 +211,11 @@ class HaproxyServer(Process):
         return ["haproxy", "-db", "-f", str(self.config)]
 
     def ready(self) -> bool:
-        return requests.get(f"http://127.0.0.1:{self.stats}/", timeout=2).status_code == 200
+        """Its health checks have found every backend up (the stats page as CSV)."""
+        csv = requests.get(f"http://127.0.0.1:{self.stats}/;csv", timeout=2).text
+        rows = [line.split(",") for line in csv.splitlines()]
+        servers = [row for row in rows if row[0] == "loggers" and row[1] not in ("FRONTEND", "BACKEND")]
+        return bool(servers) and all(row[17] == "UP" for row in servers)
 
     def counter(self, name: str, proxy: str) -> float:
         """A Prometheus counter of the stats listener's exporter, summed over its other labels."""

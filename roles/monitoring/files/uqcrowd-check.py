@@ -42,12 +42,15 @@ def request(url: str, method: str = "GET", auth: tuple[str, str] | None = None, 
         return 0, str(getattr(exc, "reason", exc))  # status 0: nothing answered
 
 
-def metric(config: dict, name: str) -> float:
+def metric(config: dict, name: str, default: float | None = None) -> float:
+    """One sample of the service's metrics (name with its labels, if any); `default` when absent."""
     status, text = request(config["metrics_url"])
     if status != 200:
         raise ValueError(f"{config['metrics_url']} answered {status or 'nothing'}")
-    found = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
+    found = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.M)
     if not found:
+        if default is not None:
+            return default
         raise ValueError(f"{name} missing from {config['metrics_url']}")
     return float(found.group(1))
 
@@ -80,18 +83,29 @@ def check_logger(config: dict, state: dict) -> Result:
 
 
 def check_queue(config: dict, state: dict) -> Result:
+    """The queue's depth, and the inserts answered 503 since the last check (a full queue, Redis refusing)."""
     depth = metric(config, "uqcrowd_queue_depth")
-    return depth <= config["queue_threshold"], f"{depth:.0f} events queued (threshold {config['queue_threshold']})"
+    refused = sum(
+        metric(config, f'uqcrowd_requests_rejected_total{{reason="{reason}"}}', 0.0)
+        for reason in ("queue_full", "store_unavailable")
+    )
+    before = state.get("refused_503", refused)
+    state["refused_503"] = refused
+    seen = f"{depth:.0f} events queued (threshold {config['queue_threshold']})"
+    if refused > before:
+        seen += f"; {refused - before:.0f} requests answered 503 since the last check (queue full or Redis refusing)"
+    return depth <= config["queue_threshold"] and refused <= before, seen
 
 
 def check_dead_letters(config: dict, state: dict) -> Result:
     count = metric(config, "uqcrowd_dead_letter_depth")
     limit = metric(config, "uqcrowd_dead_letter_limit")
-    before = state.get("dead_letters", count)
-    state["dead_letters"] = count
-    return count <= before and count < 0.8 * limit, (
+    dropped = metric(config, "uqcrowd_events_dead_letter_dropped_total", 0.0)
+    before, dropped_before = state.get("dead_letters", count), state.get("dead_letters_dropped", dropped)
+    state["dead_letters"], state["dead_letters_dropped"] = count, dropped
+    return count <= before and dropped <= dropped_before and count < 0.8 * limit, (
         f"{count:.0f} events in the dead-letter list (was {before:.0f} at the last check; "
-        f"indexing pauses at {limit:.0f})"
+        f"its oldest are dropped beyond {limit:.0f}; {dropped - dropped_before:.0f} dropped since the last check)"
     )
 
 

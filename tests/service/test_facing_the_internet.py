@@ -1,0 +1,156 @@
+"""One client on the internet cannot stop a study for everyone: the haproxy role's per-client limits
+and whole-body buffering, in front of a real backend, indexer and Elasticsearch, with a real worker's
+page in headless Chromium from another address (every 127/8 address is this host's own; the abuser
+binds 127.0.0.9, the browser and the worker's client are on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import requests
+
+from tests.service.test_tracker import (  # noqa: F401 (fixtures)
+    browser,
+    edge,
+    leave,
+    open_task,
+    row,
+    task_page,
+    wait_complete,
+)
+
+ABUSER = "127.0.0.9"
+
+
+# The abuser: its own process (its threads must not slow the test's browser driving), `connections`
+# keep-alive connections from ABUSER posting for `seconds`; prints the count of each status.
+_FLOOD = r"""
+import collections, http.client, json, socket, sys, threading, time
+source, port, connections, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+statuses, deadline = collections.Counter(), time.monotonic() + seconds
+body = b'{"log_type": "message", "session_id": "flood", "content": {"message": "x"}}'
+class Connection(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.create_connection((self.host, self.port), 10, (source, 0))
+def one():
+    connection = Connection("127.0.0.1", port, timeout=10)
+    while time.monotonic() < deadline:
+        try:
+            connection.request("POST", "/logger/insert", body=body, headers={"Content-Type": "text/plain"})
+            response = connection.getresponse()
+            response.read()
+            statuses[response.status] += 1
+        except OSError:
+            statuses[0] += 1
+            connection.close()
+threads = [threading.Thread(target=one) for _ in range(connections)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps(statuses))
+"""
+
+
+def start_flood(port: int, connections: int, seconds: float) -> subprocess.Popen[str]:
+    command = [sys.executable, "-c", _FLOOD, ABUSER, str(port), str(connections), str(seconds)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+
+def test_a_flood_from_one_address_is_answered_429_while_a_workers_page_loses_nothing(edge):  # noqa: F811
+    chrome, front = edge["browser"], edge["front"]
+    session = open_task(edge)
+    flooding = start_flood(front.port, 32, 10)
+    name = chrome.find_element("id", "name")
+    while flooding.poll() is None:  # a worker typing and sending events meanwhile, for the flood's 10 s
+        name.send_keys("abc")
+        chrome.execute_script("for (var i = 0; i < 5; i++) { send_log('message', 'busy', {n: i}); }")
+        time.sleep(0.5)
+    flooded = Counter({int(status): n for status, n in json.loads(flooding.communicate(timeout=30)[0]).items()})
+    during = list(chrome.execute_script("return window.__statuses"))
+    leave(edge)
+    [report] = wait_complete(edge, [session], 60)
+    statuses = during
+    assert flooded[429] > flooded[202] > 0  # at most 300 in 10 s (haproxy_client_max_requests)
+    assert flooded[202] <= 300
+    assert len(statuses) >= 5  # the worker's page sent during the flood (at least every 2 s)
+    assert set(statuses) == {202}, statuses  # and met no 429 nor 503
+    assert front.counter("haproxy_backend_http_requests_total", "limit_requests") == flooded[429]
+    row(
+        "flood from another address: 32 connections for 10 s",
+        [report],
+        len(statuses),
+        f"flood: {sum(flooded.values()):,} requests, {flooded[202]} accepted, {flooded[429]:,} answered 429;"
+        f" the worker's {len(statuses)} requests all 202",
+    )
+
+
+def slow_bodies(port: int, count: int, results: list[tuple[str, float]]) -> None:
+    """`count` connections that each send 20 kB of a 200 kB body, then a byte every 2 s, until HAProxy
+    answers or closes; (its status line or "closed", seconds after the start) for each."""
+
+    def one() -> None:
+        started = time.monotonic()
+        sock = socket.create_connection(("127.0.0.1", port), 10, (ABUSER, 0))
+        head = b"POST /logger/insert HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 200000\r\n\r\n"
+        sock.sendall(head + b"[" + b" " * 20_000)
+        sock.settimeout(2)
+        outcome = "no answer"
+        while time.monotonic() - started < 60:
+            try:
+                answer = sock.recv(200)
+                outcome = answer.split(b"\r\n")[0].decode() if answer else "closed"
+                break
+            except TimeoutError:
+                try:
+                    sock.send(b" ")
+                except OSError:
+                    outcome = "closed"
+                    break
+            except OSError:
+                outcome = "closed"
+                break
+        sock.close()
+        results.append((outcome, time.monotonic() - started))
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_slow_bodies_take_no_backend_and_are_cut_while_another_client_is_served(edge):  # noqa: F811
+    front = edge["front"]
+    results: list[tuple[str, float]] = []
+    abuser = threading.Thread(target=slow_bodies, args=(front.port, 96, results))
+    abuser.start()
+    time.sleep(1)  # every slow connection has sent its 20 kB
+    latencies, statuses = [], []
+    for n in range(20):  # the other client: one event every 0.5 s
+        started = time.monotonic()
+        event = {"log_type": "message", "session_id": "worker", "sequence_number": n, "content": {"message": "hi"}}
+        statuses.append(requests.post(f"{front.url}/logger/insert", json=event, timeout=10).status_code)
+        latencies.append(time.monotonic() - started)
+        time.sleep(max(0.0, 0.5 - latencies[-1]))
+    abuser.join()
+    assert statuses == [202] * 20
+    assert max(latencies) < 2
+    outcomes = Counter(outcome for outcome, _ in results)
+    assert outcomes == {"HTTP/1.1 429 Too Many Requests": 56, "HTTP/1.1 408 Request Time-out": 40}, outcomes
+    held = [seconds for outcome, seconds in results if outcome.startswith("HTTP/1.1 408")]
+    assert max(held) < 20  # timeout http-request 10 s, measured from the connection
+    assert requests.get(f"{edge['backend'].url}/logger/metrics", timeout=5).status_code == 200
+    row(
+        "96 slow bodies from another address (20 kB of 200 kB, then a byte every 2 s)",
+        [],
+        96,
+        f"56 answered 429 at once, 40 cut with 408 after {min(held):.0f}-{max(held):.0f} s;"
+        f" the other client's 20 events all 202, slowest {max(latencies) * 1000:.0f} ms",
+    )
