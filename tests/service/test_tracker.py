@@ -151,7 +151,15 @@ def edge(es, es_server, settings, spawn, task_page, browser, workdir):
     directory, origin = task_page
     for name, following in (("task.html", "page2.html"), ("page2.html", "done.html"), ("done.html", "done.html")):
         (directory / name).write_text(EDGE_PAGE.format(title=name, front=front.url, next=following))
-    yield {"backend": backend, "origin": origin, "settings": settings, "es": es, "browser": browser, "front": front}
+    yield {
+        "backend": backend,
+        "origin": origin,
+        "directory": directory,
+        "settings": settings,
+        "es": es,
+        "browser": browser,
+        "front": front,
+    }
     front.stop()
 
 

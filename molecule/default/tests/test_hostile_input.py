@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 
 import pytest
 
@@ -154,4 +155,22 @@ def test_the_counters_are_not_served_outside_by_any_spelling_of_the_path(host):
         "hostile: /logger/%6Detrics and 4 other spellings from outside",
         {"sent": len(spellings), "failed": len(spellings), "accepted": 0, "lost": 0, "duplicated": 0},
         f"404 at HAProxy for each; 403 at the backend for a proxied client; next normal event {still_serving(host)}",
+    )
+
+
+def test_the_access_log_reaches_the_journal_without_the_write_token(host):
+    """On Debian 13 too (HAProxy 3.0, no rsyslog): the request's line, its query string left out."""
+    marker = f"token-{time.time_ns()}"
+    assert http(host, "POST", f"{FRONT}?token={marker}", NORMAL)[0] == 202
+    for _ in range(20):
+        log = host.run("journalctl -u haproxy --no-pager -o cat --since -2min").stdout
+        if '"POST /logger/insert HTTP/1.1"' in log:
+            break
+        time.sleep(0.5)
+    assert '"POST /logger/insert HTTP/1.1"' in log, log[-2000:]
+    assert marker not in host.run("journalctl --no-pager -o cat --since -2min").stdout
+    record(
+        "access log: a request with ?token= in the URL",
+        {"sent": 1, "failed": 0, "accepted": 1, "lost": 0, "duplicated": 0},
+        "its line in the journal (haproxy.service), the query string and token left out",
     )

@@ -12,16 +12,15 @@ from tests.support.in_container import listening
 from tests.support.report import record
 
 SECRETS_DIR = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "inventory" / ".secrets"
+ROOT_ONLY = "/etc/uqcrowd-log/toolkit-root.env"
 ALLOWED = {
-    "redis-password": {"/etc/redis/redis.conf", "/etc/uqcrowd-log/logger.env", "/etc/uqcrowd-log/toolkit.env"},
-    "writer-password": {
-        "/etc/uqcrowd-log/logger.env",
-        "/etc/uqcrowd-log/toolkit.env",
-        "/etc/uqcrowd-monitor/monitor.json",
-    },
-    # The toolkit's users: in the command's settings only (root and the service group).
-    "reader-password": {"/etc/uqcrowd-log/toolkit.env"},
-    "curator-password": {"/etc/uqcrowd-log/toolkit.env"},
+    "redis-password": {"/etc/redis/redis.conf", "/etc/uqcrowd-log/logger.env", ROOT_ONLY},
+    "writer-password": {"/etc/uqcrowd-log/logger.env", ROOT_ONLY, "/etc/uqcrowd-monitor/monitor.json"},
+    # The toolkit's users: the reader's for the researchers' group, the others for root only.
+    "reader-password": {"/etc/uqcrowd-log/toolkit-reader.env"},
+    "curator-password": {ROOT_ONLY},
+    "withdrawer-password": {ROOT_ONLY},
+    "retention-password": {ROOT_ONLY},
 }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -39,16 +41,56 @@ def cli(host, args: str, as_reader: bool = False):
         if as_reader
         else ""
     )
-    return host.run(f"set -a; . /etc/uqcrowd-log/toolkit.env; set +a; uqcrowd-log {reader}{args}")
+    return host.run(f"set -a; . /etc/uqcrowd-log/toolkit-reader.env; set +a; uqcrowd-log {reader}{args}")
 
 
-def test_credentials_are_readable_by_root_and_the_service_group_only(host):
-    env = host.file("/etc/uqcrowd-log/toolkit.env")
-    assert (env.user, env.group, env.mode) == ("root", "uqcrowd", 0o640)
-    outsider = host.run("runuser -u nobody -- /usr/local/bin/uqcrowd-log --help")
-    assert outsider.rc != 0
-    assert "Permission denied" in outsider.stderr
-    assert host.run("/usr/local/bin/uqcrowd-log --help").rc == 0
+@pytest.fixture(scope="module")
+def accounts(host):
+    """A researcher (in the researchers' group) and a member of the backends' group (uqcrowd)."""
+    for name, group in (("ada-researcher", "uqcrowd-researchers"), ("svc-member", "uqcrowd")):
+        if host.run(f"id {name}").rc != 0:
+            assert host.run(f"useradd --no-create-home -G {group} {name}").rc == 0
+    return {"researcher": "ada-researcher", "service": "svc-member"}
+
+
+def test_credentials_by_least_privilege(host):
+    reader, root_only = host.file("/etc/uqcrowd-log/toolkit-reader.env"), host.file("/etc/uqcrowd-log/toolkit-root.env")
+    assert (reader.user, reader.group, reader.mode) == ("root", "uqcrowd-researchers", 0o640)
+    assert (root_only.user, root_only.group, root_only.mode) == ("root", "root", 0o600)
+    assert "PASSWORD" not in host.file("/etc/uqcrowd-log/toolkit.env").content_string
+    for path in (reader.path, root_only.path):  # the backends' user reads neither
+        refused = host.run(f"runuser -u uqcrowd -- cat {path}")
+        assert refused.rc != 0
+        assert "Permission denied" in refused.stderr
+    assert "uqcrowd-researchers" not in host.run("id -Gn uqcrowd").stdout.split()
+    assert host.file("/etc/logrotate.d/uqcrowd-log").contains("/var/log/uqcrowd-log/withdrawals.log")
+
+
+def test_a_researcher_exports_and_a_service_group_member_cannot_withdraw(host, worker, accounts):
+    researcher = accounts["researcher"]
+    exported = host.run(f"runuser -u {researcher} -- uqcrowd-log export --worker-id {worker['worker']} -o -")
+    assert exported.rc == 0, exported.stderr
+    assert len(exported.stdout.splitlines()) == 30
+    for who in (accounts["service"], accounts["researcher"]):
+        refused = host.run(f"runuser -u {who} -- uqcrowd-log withdraw --worker-id {worker['worker']}")
+        assert refused.rc == 1
+        assert refused.stderr.startswith("Error: Elasticsearch refused the credentials of (no user)"), refused.stderr
+    assert len(host.run(f"uqcrowd-log export --worker-id {worker['worker']} -o -").stdout.splitlines()) == 30
+
+
+def test_the_withdrawer_cannot_delete_an_index_nor_the_retention_user_a_document(host, worker):
+    secrets = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / ".secrets"
+    withdrawer = ("uqcrowd_withdrawer", (secrets / "withdrawer-password").read_text().strip())
+    retention = ("uqcrowd_retention", (secrets / "retention-password").read_text().strip())
+    index = f"{ES}/uqcrowd-log-{datetime.now(UTC):%Y-%m-%d}"
+    status, body = http(host, "DELETE", index, auth=withdrawer)
+    assert status == 403, body
+    query = {"query": {"term": {"worker_id": worker["worker"]}}}
+    status, body = http(host, "POST", f"{index}/_delete_by_query", query, auth=retention)
+    assert status == 403, body
+    nobody = {"query": {"term": {"worker_id": "no-such-worker"}}}
+    assert http(host, "POST", f"{index}/_delete_by_query", nobody, auth=withdrawer)[0] == 200  # its own job ...
+    assert http(host, "GET", f"{index}/_count", auth=retention)[0] == 403  # ... and the other cannot read
 
 
 def test_export_sessions_and_parquet_on_the_host(host, worker):
@@ -82,7 +124,7 @@ def test_sessions_store_runs_daily_and_a_rerun_replaces(host, worker):
     assert found["hits"]["total"]["value"] == 1
 
 
-def test_the_reader_cannot_withdraw_and_the_curator_does_with_an_audit_line(host, worker):
+def test_the_reader_cannot_withdraw_and_root_does_with_an_audit_line(host, worker):
     refused = cli(host, f"withdraw --worker-id {worker['worker']}", as_reader=True)
     assert refused.rc == 1
     assert "uqcrowd_reader lacks the rights" in refused.stderr
@@ -93,6 +135,7 @@ def test_the_reader_cannot_withdraw_and_the_curator_does_with_an_audit_line(host
     assert host.run(f"uqcrowd-log export --worker-id {worker['worker']}").rc == 1  # nothing left
     audit = host.file("/var/log/uqcrowd-log/withdrawals.log")
     assert (audit.user, audit.mode) == ("root", 0o600)
-    line = json.loads(audit.content_string.splitlines()[-1])
-    assert line["worker_id"] == worker["worker"]
-    assert line["deleted"] >= 30
+    started, done_line = [json.loads(line) for line in audit.content_string.splitlines()[-2:]]
+    assert (started["event"], started["worker_id"]) == ("withdrawal started", worker["worker"])
+    assert (done_line["event"], done_line["worker_id"]) == ("withdrawal done", worker["worker"])
+    assert done_line["deleted"] >= 30
