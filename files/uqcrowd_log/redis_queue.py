@@ -138,6 +138,13 @@ return #records
 """
 
 
+# A counter: allowed at maxmemory (a field that exists grows nothing), so the 503s of a full Redis are
+# counted too. KEYS: stats. ARGV: the counter, the amount.
+_COUNT = """#!lua flags=allow-oom
+return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+"""
+
+
 class QueueFull(Exception):
     """The queued events exceed the high-water mark (or Redis its maxmemory): retry later."""
 
@@ -230,6 +237,7 @@ class EventQueue:
         self.quarantine_limits = quarantine_limits
         self._enqueue = client.register_script(_ENQUEUE)
         self._quarantine = client.register_script(_QUARANTINE)
+        self._count = client.register_script(_COUNT)
         self._settle = client.register_script(_SETTLE)
         self._replay = client.register_script(_REPLAY)
 
@@ -289,7 +297,8 @@ class EventQueue:
         return faults
 
     def count(self, name: str, amount: int = 1) -> None:
-        self.client.hincrby(self.stats, name, amount)
+        """Add to one of the counters (works at maxmemory; not while Redis cannot persist: MISCONF)."""
+        self._count(keys=[self.stats], args=[name, amount])
 
     def ping(self) -> bool:
         return bool(self.client.ping())

@@ -339,6 +339,7 @@ def test_not_ready_while_redis_refuses_writes_at_its_maxmemory_or_unable_to_pers
         assert refused.status_code == 503
         assert refused.get_json()["error"].startswith("redis refuses writes (OutOfMemoryError)")
         assert post(client, EVENT).status_code == 503
+        assert EventQueue(redis_client, settings.redis_prefix).counters()["rejected:queue_full"] == 1  # counted
         redis_client.config_set("maxmemory", 0)
         assert client.get("/logger/ready").status_code == 200
         redis_client.config_set("dir", "/proc")  # the next snapshot fails: Redis then refuses writes

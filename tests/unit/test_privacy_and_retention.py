@@ -1,4 +1,5 @@
-"""Pure tests of what is kept of an address, of the allow-list's parsing, and of retention's choice."""
+"""Pure tests of what is kept of an address, of the allow-lists (addresses, origins), of the side lists' bounds
+and of retention's choice."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import date
 import pytest
 
 from uqcrowd_log.config import ConfigError, Settings
+from uqcrowd_log.origins import origin_allowed
 from uqcrowd_log.proxies import client_ip, recorded_ip
 from uqcrowd_log.toolkit.retention import expired
 
@@ -58,3 +60,26 @@ def test_retention_picks_daily_indices_older_than_n_days_of_its_prefixes_only():
     ]  # fmt: skip
     doomed = expired(names, ["uqcrowd-log", "uqcrowd-session"], 30, date(2026, 11, 28))
     assert doomed == ["uqcrowd-log-2025-01-01", "uqcrowd-log-2026-10-28", "uqcrowd-session-2026-01-01"]
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed", "taken"),
+    [
+        ("https://tasks.example.org", ("*",), True),
+        ("https://tasks.example.org", ("https://tasks.example.org",), True),
+        ("https://tasks.example.org.evil.example", ("https://tasks.example.org",), False),
+        ("http://tasks.example.org", ("https://tasks.example.org",), False),  # another scheme, another origin
+        ("null", ("https://tasks.example.org",), False),  # a sandboxed page or a file
+    ],
+)
+def test_an_origin_is_taken_only_when_listed_exactly_or_any_is(origin, allowed, taken):
+    assert origin_allowed(origin, allowed) is taken
+
+
+def test_the_side_lists_bounds_default_to_an_eighth_of_the_high_water_mark_each():
+    settings = Settings.from_env({"UQCROWD_QUEUE_HIGH_WATER_BYTES": "8000000"})
+    assert (settings.quarantine_max_bytes, settings.dead_letter_max_bytes) == (1_000_000, 1_000_000)
+    own = Settings.from_env({"UQCROWD_QUARANTINE_MAX_BYTES": "5", "UQCROWD_DEAD_LETTER_MAX_BYTES": "7"})
+    assert (own.quarantine_max_bytes, own.dead_letter_max_bytes) == (5, 7)
+    with pytest.raises(ConfigError, match="UQCROWD_QUARANTINE_MAX_BYTES"):
+        Settings.from_env({"UQCROWD_QUARANTINE_MAX_BYTES": "0"})

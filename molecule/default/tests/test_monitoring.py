@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from tests.support.in_container import http
+
 PAYLOADS = "/var/lib/webhook-receiver/payloads.jsonl"
 
 
@@ -82,3 +84,22 @@ def test_reminder_after_the_repeat_interval(host):
     check(host, "indexer")
     indexer = [m for m in messages(host) if ": indexer:" in m]
     assert [m.split()[0] for m in indexer] == ["[WARNING]", "[STILL", "[RECOVERED]"]
+
+
+def test_inserts_answered_503_are_an_incident_even_while_every_process_runs(host):
+    """Redis at its maxmemory (or unable to persist) answers PING but refuses every insert."""
+    redis = "REDISCLI_AUTH=$(sed -n 's/^requirepass //p' /etc/redis/redis.conf) redis-cli"
+    limit = host.run(f"{redis} config get maxmemory").stdout.split()[-1]
+    assert check(host, "queue").rc == 0
+    assert host.run(f"{redis} config set maxmemory 1").rc == 0
+    try:  # straight to a backend: HAProxy's checks take the backends out of rotation meanwhile
+        event = {"log_type": "message", "session_id": "full-redis"}
+        assert http(host, "POST", "http://127.0.0.1:5001/logger/insert", event)[0] == 503
+        assert check(host, "queue").rc == 1
+    finally:
+        assert host.run(f"{redis} config set maxmemory {limit}").rc == 0
+    warning = [m for m in messages(host) if ": queue:" in m]
+    assert len(warning) == 1
+    assert "requests answered 503 since the last check" in warning[0]
+    assert check(host, "queue").rc == 0  # none since
+    assert [m.split()[0] for m in messages(host) if ": queue:" in m] == ["[WARNING]", "[RECOVERED]"]
