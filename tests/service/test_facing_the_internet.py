@@ -19,15 +19,15 @@ from tests.service.test_tracker import (  # noqa: F401 (fixtures)
     EDGE_PAGE,
     PRODUCE,
     browser,
-    documents,
     edge,
     leave,
     open_task,
     row,
+    seconds_until_stored,
     task_page,
     wait_complete,
 )
-from tests.support.services import HaproxyServer, wait_until
+from tests.support.services import HaproxyServer
 
 ABUSER = "127.0.0.9"
 
@@ -172,9 +172,7 @@ def test_a_page_over_its_own_limit_is_answered_429_and_loses_nothing(edge, workd
         chrome.get(f"{edge['origin']}/strict.html?workerId=W9&hitId=H9&assignmentId=A9")
         session = chrome.execute_script("return window.session_id")
         chrome.execute_script(PRODUCE, 2000, "s" * 100)  # about 300 kB: several requests in a row
-        started = time.monotonic()
-        wait_until(lambda: len(documents(edge["es"], edge["settings"], session)) >= 2001, 120, "events", interval=1)
-        recovered = time.monotonic() - started
+        recovered = seconds_until_stored(edge, session, 2001)
         statuses = list(chrome.execute_script("return window.__statuses"))
         leave(edge)
         [report] = wait_complete(edge, [session], 60)

@@ -186,6 +186,13 @@ def wait_complete(edge, sessions: list[str], timeout: float) -> list[SessionRepo
     return reports
 
 
+def seconds_until_stored(edge, session: str, count: int, timeout: float = 120) -> float:
+    """How long until the session has `count` documents (fails after `timeout` seconds)."""
+    started = time.monotonic()
+    wait_until(lambda: len(documents(edge["es"], edge["settings"], session)) >= count, timeout, "events", interval=1)
+    return time.monotonic() - started
+
+
 def leave(edge) -> None:
     """The task's last page on the same origin: it sends whatever an earlier page left behind."""
     edge["browser"].get(f"{edge['origin']}/done.html")
@@ -222,9 +229,7 @@ def test_offline_for_15_s_while_the_page_makes_2000_events(edge):
     time.sleep(15)
     stored_offline = len(documents(edge["es"], edge["settings"], session))
     browser.execute_cdp_cmd("Network.emulateNetworkConditions", {**offline, "offline": False})
-    back = time.monotonic()
-    wait_until(lambda: len(documents(edge["es"], edge["settings"], session)) >= 2001, 120, "events", interval=1)
-    recovered = time.monotonic() - back
+    recovered = seconds_until_stored(edge, session, 2001)
     requests_made = len(browser.execute_script("return window.__requests"))
     leave(edge)
     [report] = wait_complete(edge, [session], 60)
@@ -269,9 +274,7 @@ def test_the_server_answering_503_for_10_s_loses_nothing(edge):
     time.sleep(10)
     refused = len(browser.execute_script("return window.__requests"))
     backend.start()
-    back = time.monotonic()
-    wait_until(lambda: len(documents(edge["es"], edge["settings"], session)) >= 501, 90, "events", interval=1)
-    recovered = time.monotonic() - back
+    recovered = seconds_until_stored(edge, session, 501, 90)
     leave(edge)
     [report] = wait_complete(edge, [session], 60)
     assert report.declared >= 502
