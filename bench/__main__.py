@@ -117,7 +117,7 @@ def wrk(url: str, prefix: str, batch: int, seconds: int, connections: int, rate:
 class Bench:
     def __init__(self, work: Path) -> None:
         self.work = work
-        self.redis = RedisServer(work / "redis")
+        self.redis = RedisServer(work / "redis", options=("--appendfsync", role_fsync()))  # as the role sets it
         self.redis.start()
         archive = subprocess.run(
             [str(ROOT / "scripts/fetch-elasticsearch.sh")], check=True, capture_output=True, text=True
@@ -135,6 +135,10 @@ class Bench:
             template={"settings": {"number_of_replicas": 0, "number_of_shards": 1}, "mappings": mappings},
         )
         self.r = redis.Redis.from_url(self.redis.url)
+
+    def fsync(self, policy: str) -> None:
+        """Redis's appendfsync from now on: `always` (a 202 only once its events are on disk) or `everysec`."""
+        self.r.config_set("appendfsync", policy)
 
     def close(self) -> None:
         self.es_server.stop()
@@ -312,10 +316,13 @@ def main(argv: list[str]) -> int:
     limits: dict = {}
     exported: dict = {}
     try:
-        if argv[:1] != ["export"]:
+        if argv[:1] == ["fsync"]:
+            fsync_only(bench, results)
+        elif argv[:1] != ["export"]:
             run_all(bench, results, limits)
-        print(f"export: loading {export.EVENTS:,} events, then exporting them in 3 formats", flush=True)
-        exported = export.measure(bench.es, bench.es_server.url)
+        if argv[:1] != ["fsync"]:
+            print(f"export: loading {export.EVENTS:,} events, then exporting them in 3 formats", flush=True)
+            exported = export.measure(bench.es, bench.es_server.url)
     finally:
         bench.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -330,11 +337,12 @@ def main(argv: list[str]) -> int:
         "limits": limits,
         "export": exported,
     }
-    name = f"{datetime.now(UTC):%Y-%m-%dT%H%MZ}{'-export' if argv[:1] == ['export'] else ''}.json"
+    mode = f"-{argv[0]}" if argv[:1] in (["export"], ["fsync"]) else ""
+    name = f"{datetime.now(UTC):%Y-%m-%dT%H%MZ}{mode}.json"
     out = ROOT / "bench/results" / name
     out.write_text(json.dumps(report, indent=2) + "\n")
     print()
-    if results:
+    if results and limits:
         print(table(results))
         print()
         print(limits_table(results, limits))
@@ -342,7 +350,11 @@ def main(argv: list[str]) -> int:
         print(memory_table(results))
         print()
         print(cpu_table(results))
-    print(export.table(exported))
+    if results:
+        print(fsync_table(results))
+        print()
+    if exported:
+        print(export.table(exported))
     print(f"\n{len(results)} runs in {report['wall_s']:.0f} s; figures in {out.relative_to(ROOT)}")
     return 0
 
@@ -379,6 +391,98 @@ def run_all(bench: Bench, results: list[dict], limits: dict) -> None:
     print(f"  L2 Elasticsearch bulk alone: {limits['l2']['events_per_s']:,.0f} events/s", flush=True)
     burst = next(r for r in results if r["batch"] == TRACKER_BATCH)["events_per_s"]
     limits["sustained"] = sustained(bench, results, limits["l2"]["events_per_s"], burst)
+    fsync_everysec(bench, results, top / 2, limits["sustained"])
+
+
+# The runs above use the redis role's appendfsync (always: a 202 once its events are on disk); these
+# runs, named with this suffix, the other policy (everysec: answered first, synced every second).
+EVERYSEC = ", appendfsync everysec"
+
+
+def role_fsync() -> str:
+    import yaml
+
+    return yaml.safe_load((ROOT / "roles/redis/defaults/main.yml").read_text())["redis_appendfsync"]
+
+
+def fsync_everysec(bench: Bench, results: list[dict], half_rate: float, held: dict | None) -> None:
+    """The same runs under everysec, against the role's always above: (b), (c), (b) at the same half
+    rate, and the sustained rate always held."""
+    bench.fsync("everysec")
+    try:
+        results.append(bench.run(f"(b) stack N={DEFAULT_N}, one event/request{EVERYSEC}", "stack", DEFAULT_N))
+        results.append(
+            bench.run(f"(c) stack N={DEFAULT_N}, {TRACKER_BATCH} events/request{EVERYSEC}", "stack", DEFAULT_N,
+                      batch=TRACKER_BATCH)
+        )  # fmt: skip
+        results.append(
+            bench.run(f"(b) stack N={DEFAULT_N} at ~50% of top rate, {HALF_RATE_SECONDS} s{EVERYSEC}", "stack",
+                      DEFAULT_N, seconds=HALF_RATE_SECONDS, rate=half_rate)
+        )  # fmt: skip
+        if held:
+            rate = held["events_per_s"]
+            results.append(
+                bench.run(f"sustained: {rate:,.0f} events/s asked, {TRACKER_BATCH} events/request, "
+                          f"{HALF_RATE_SECONDS} s{EVERYSEC}", "stack", DEFAULT_N, batch=TRACKER_BATCH,
+                          seconds=HALF_RATE_SECONDS, rate=rate / TRACKER_BATCH)
+            )  # fmt: skip
+    finally:
+        bench.fsync(role_fsync())
+
+
+def fsync_only(bench: Bench, results: list[dict]) -> None:
+    """`python -m bench fsync`: (b) and (c) under always and everysec, interleaved (always, everysec,
+    everysec, always), then (b) at half of always's rate under each."""
+    warm = sink_ceiling(bench.es_server.url, f"bench-warm-up-{int(time.time())}", WARM_UP_EVENTS)
+    print(f"  Elasticsearch warmed up: {warm['events']:,} events in {warm['seconds']:.0f} s", flush=True)
+    for policy in ("always", "everysec", "everysec", "always"):
+        bench.fsync(policy)
+        suffix = EVERYSEC if policy == "everysec" else ""
+        results.append(bench.run(f"(b) stack N={DEFAULT_N}, one event/request{suffix}", "stack", DEFAULT_N))
+        results.append(
+            bench.run(f"(c) stack N={DEFAULT_N}, {TRACKER_BATCH} events/request{suffix}", "stack", DEFAULT_N,
+                      batch=TRACKER_BATCH)
+        )  # fmt: skip
+    top = statistics.mean(r["requests_per_s"] for r in results if r["batch"] == 1 and EVERYSEC not in r["name"])
+    for policy in ("always", "everysec"):
+        bench.fsync(policy)
+        suffix = EVERYSEC if policy == "everysec" else ""
+        results.append(
+            bench.run(f"(b) stack N={DEFAULT_N} at ~50% of top rate, {HALF_RATE_SECONDS} s{suffix}", "stack",
+                      DEFAULT_N, seconds=HALF_RATE_SECONDS, rate=top / 2)
+        )  # fmt: skip
+    bench.fsync(role_fsync())
+
+
+def fsync_table(results: list[dict]) -> str:
+    """Each measure under always (the role's) against everysec, from this run (means of repeated runs)."""
+
+    def of(everysec: bool, start: str, field: str) -> float | None:
+        runs = [r for r in results if r["name"].startswith(start) and (EVERYSEC in r["name"]) == everysec]
+        return statistics.mean(r[field] for r in runs) if runs else None
+
+    rows = [
+        "| measure | appendfsync always (the role's) | appendfsync everysec | always / everysec |",
+        "|---|---|---|---|",
+    ]
+    for label, start, field, unit in (
+        ("(b) single events", f"(b) stack N={DEFAULT_N}, one event/request", "requests_per_s", "req/s"),
+        (f"(c) {TRACKER_BATCH} events/request", f"(c) stack N={DEFAULT_N}, ", "events_per_s", "events/s"),
+        ("p50 at half of (b)'s rate", f"(b) stack N={DEFAULT_N} at ~50%", "p50_ms", "ms"),
+        ("p99 at half of (b)'s rate", f"(b) stack N={DEFAULT_N} at ~50%", "p99_ms", "ms"),
+    ):
+        always, every = of(False, start, field), of(True, start, field)
+        if every is not None and always is not None:
+            rows.append(f"| {label} | {always:,.1f} {unit} | {every:,.1f} {unit} | {always / every:.2f} |")
+    for run in (r for r in results if r["name"].startswith("sustained") and EVERYSEC in r["name"]):
+        verdict = "held" if holds(run) else "not held"
+        rows.append(
+            f"| sustained {run['events_per_s']:,.0f} events/s, 60 s | held (the highest tried) | {verdict} "
+            f"(lag p95 {run['lag_p95_s'] or 0:.1f} s, p99 {run['p99_ms']:.1f} ms) | - |"
+        )
+    lost = sum(r["lost"] + r["duplicated"] for r in results if r["kind"] == "stack")
+    rows.append(f"| lost and duplicated, every stack run | {lost} | {lost} | - |")
+    return "\n".join(rows)
 
 
 def holds(run: dict) -> bool:

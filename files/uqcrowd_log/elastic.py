@@ -34,6 +34,9 @@ class BatchRefused(Exception):
 # Per-event answers that say the set-up is wrong, not the event (401/403: credentials or rights,
 # 404: the index cannot be created, a closed index).
 CONFIGURATION_ERRORS = ("index_closed_exception", "index_not_found_exception", "security_exception")
+# An index blocked for writes: at the disk's flood-stage watermark Elasticsearch makes every index on
+# the node read-only-allow-delete (429), and lifts it once the disk is below the high watermark again.
+BLOCKS = ("cluster_block_exception",)
 
 
 @dataclass
@@ -106,15 +109,17 @@ def bulk_create(client: Elasticsearch, prefix: str, items: Sequence[tuple[K, Pre
         if status < 300 or status == 409:
             outcome.done.append(key)
             outcome.present += status == 409
+            continue
+        error = result["create"].get("error", {})
+        why = f"{status} {error.get('type', '')}: {error.get('reason', '')}"
+        if error.get("type") in BLOCKS:  # kept, retried with backoff, and alerted: it lasts until space is freed
+            outcome.faults.append((key, why))
         elif status == 429 or status >= 500:
             outcome.retry.append(key)
+        elif status in (401, 403, 404) or error.get("type") in CONFIGURATION_ERRORS:
+            outcome.faults.append((key, why))
         else:
-            error = result["create"].get("error", {})
-            why = f"{status} {error.get('type', '')}: {error.get('reason', '')}"
-            if status in (401, 403, 404) or error.get("type") in CONFIGURATION_ERRORS:
-                outcome.faults.append((key, why))
-            else:
-                outcome.rejected.append((key, why))
+            outcome.rejected.append((key, why))
     return outcome
 
 

@@ -28,9 +28,12 @@ MAPPINGS = ROOT / "roles" / "elasticsearch" / "files" / "event-mappings.json"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The README's browser table holds this run's rows only (the controller clears them before any worker)."""
+    """The README's browser and internet tables hold this run's rows only (the controller clears them
+    before any worker starts)."""
     if not hasattr(config, "workerinput"):
         rows_file("browser").unlink(missing_ok=True)
+        rows_file("internet").unlink(missing_ok=True)
+        rows_file("power").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

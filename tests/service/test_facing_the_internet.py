@@ -27,6 +27,7 @@ from tests.service.test_tracker import (  # noqa: F401 (fixtures)
     task_page,
     wait_complete,
 )
+from tests.support.report import record
 from tests.support.services import HaproxyServer
 
 ABUSER = "127.0.0.9"
@@ -86,12 +87,13 @@ def test_a_flood_from_one_address_is_answered_429_while_a_workers_page_loses_not
     assert len(statuses) >= 5  # the worker's page sent during the flood (at least every 2 s)
     assert set(statuses) == {202}, statuses  # and met no 429 nor 503
     assert front.counter("haproxy_backend_http_requests_total", "limit_requests") == flooded[429]
-    row(
-        "flood from another address: 32 connections for 10 s",
-        [report],
-        len(statuses),
-        f"flood: {sum(flooded.values()):,} requests, {flooded[202]} accepted, {flooded[429]:,} answered 429;"
-        f" the worker's {len(statuses)} requests all 202",
+    internet_row(
+        "flood: 32 connections for 10 s; the other client a worker's page in Chromium, typing",
+        sent=sum(flooded.values()),
+        refused=f"{flooded[429]:,} (429)",
+        accepted=f"{report.stored} of {report.declared} (its {len(statuses)} requests all 202)",
+        lost=report.missing,
+        how=f"{flooded[202]} of the flood's requests accepted (the limit: 600 per 10 s); the session complete",
     )
 
 
@@ -151,13 +153,19 @@ def test_slow_bodies_take_no_backend_and_are_cut_while_another_client_is_served(
     held = [seconds for outcome, seconds in results if outcome.startswith("HTTP/1.1 408")]
     assert max(held) < 20  # timeout http-request 10 s, measured from the connection
     assert requests.get(f"{edge['backend'].url}/logger/metrics", timeout=5).status_code == 200
-    row(
-        "96 slow bodies from another address (20 kB of 200 kB, then a byte every 2 s)",
-        [],
-        96,
-        f"56 answered 429 at once, 40 cut with 408 after {min(held):.0f}-{max(held):.0f} s;"
-        f" the other client's 20 events all 202, slowest {max(latencies) * 1000:.0f} ms",
+    internet_row(
+        "96 slow bodies (20 kB of 200 kB, then a byte every 2 s); the other client an event every 0.5 s",
+        sent=96,
+        refused="56 (429 at once), 40 (408)",
+        accepted="20 of 20",
+        lost=0,
+        how=f"no backend saw a slow body; the 40 held cut after {max(held):.0f} s at most;"
+        f" the other client's slowest answer {max(latencies) * 1000:.0f} ms",
     )
+
+
+def internet_row(case: str, sent: int, refused: str, accepted: str, lost: int, how: str) -> None:
+    record(case, {"sent": sent, "failed": refused, "accepted": accepted, "lost": lost}, how, table="internet")
 
 
 def test_a_page_over_its_own_limit_is_answered_429_and_loses_nothing(edge, workdir):  # noqa: F811

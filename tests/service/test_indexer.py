@@ -306,6 +306,29 @@ def test_a_closed_index_pauses_indexing_with_an_alert_and_loses_nothing(es, es_s
     wait_until(lambda: "uqcrowd_indexer_fault{" not in requests.get(metrics, timeout=5).text, 30, "fault cleared")
 
 
+def test_a_disk_at_its_flood_stage_pauses_indexing_with_an_alert_and_heals_by_itself(
+    es, es_server, settings, spawn, queue
+):
+    """At the flood-stage watermark Elasticsearch blocks writes to the node's indices (the block set here
+    directly, as the disk monitor sets it); once space is freed it lifts the block, and indexing resumes
+    with nobody stepping in."""
+    index = today_index(settings)
+    es.indices.create(index=index)
+    es.indices.put_settings(index=index, settings={"index.blocks.read_only_allow_delete": True})
+    env = env_of(settings, es_server.url)
+    backend = spawn(env)
+    spawn(env, "indexer")
+    post_all(backend.url, [event(n) for n in range(50)])
+    metrics = f"{backend.url}/logger/metrics"
+    wait_until(lambda: "uqcrowd_indexer_fault{" in requests.get(metrics, timeout=5).text, 30, "fault reported")
+    assert "cluster_block_exception" in requests.get(metrics, timeout=5).text
+    assert (queue.depth(), queue.dead_letter_depth()) == (50, 0)  # kept: not the events' fault
+    es.indices.put_settings(index=index, settings={"index.blocks.read_only_allow_delete": None})  # space freed
+    wait_for_count(es, settings, 50, timeout=90)
+    wait_until(lambda: "uqcrowd_indexer_fault{" not in requests.get(metrics, timeout=5).text, 30, "fault cleared")
+    assert queue.dead_letter_depth() == 0
+
+
 def test_a_full_dead_letter_list_drops_its_oldest_counted_and_indexing_goes_on(es, es_server, settings, spawn, queue):
     """Events anyone can make Elasticsearch refuse must not stop indexing for everyone else."""
     env = {**env_of(settings, es_server.url), "UQCROWD_DEAD_LETTER_MAX": "2"}

@@ -1,5 +1,6 @@
 """The README's result tables, rewritten by the tests that measure them: "reliability" (the Molecule
-fault tests, on the deployed stack) and "browser" (the tracker's edge cases in headless Chromium)."""
+fault tests, on the deployed stack), "browser" (the tracker's edge cases in headless Chromium) and
+"internet" (one address attacking while another client posts, tests/service)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,23 @@ HEADERS = {
         "recovery",
     ],
     "browser": ["edge case (headless Chromium)", "requests", "events made", "lost", "duplicated", "recovery"],
+    "power": [
+        "power cut (tests/service/test_power_loss.py)",
+        "answered 202",
+        "failed",
+        "accepted",
+        "lost",
+        "duplicated",
+        "recovery",
+    ],
+    "internet": [
+        "one address attacks, another client posts (the role's HAProxy, a real backend)",
+        "attacker's requests",
+        "refused",
+        "the other client's events accepted",
+        "lost",
+        "how",
+    ],
 }
 
 
@@ -31,6 +49,8 @@ def rows_file(table: str) -> Path:
 def _cells(table: str, r: dict) -> list[object]:
     if table == "browser":
         return [r["case"], r["sent"], r["accepted"], r["lost"], r["duplicated"], r["recovery"]]
+    if table == "internet":
+        return [r["case"], r["sent"], r["failed"], r["accepted"], r["lost"], r["recovery"]]
     kinds = ", ".join(f"{status}: {count}" for status, count in r.get("failures", {}).items())
     failed = f"{r['failed']} ({kinds})" if kinds else f"{r['failed']}"
     return [r["case"], r["sent"], failed, r["accepted"], r["lost"], r["duplicated"], r["recovery"]]

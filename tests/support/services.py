@@ -87,11 +87,14 @@ class Process:
 
 
 class RedisServer(Process):
-    def __init__(self, workdir: Path, password: str = "", options: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, workdir: Path, password: str = "", options: tuple[str, ...] = (), data_dir: Path | None = None
+    ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         super().__init__(workdir / "redis.out")
         self.workdir, self.port, self.password = workdir, free_port(), password
-        self.options = options  # more redis-server arguments (e.g. "--maxmemory", "32mb")
+        self.data_dir = data_dir or workdir  # the AOF's directory (a LazyFS mount in the power-cut tests)
+        self.options = options  # more redis-server arguments, the last word (e.g. "--maxmemory", "32mb")
 
     @property
     def url(self) -> str:
@@ -106,7 +109,7 @@ class RedisServer(Process):
             "--bind",
             "127.0.0.1",
             "--dir",
-            str(self.workdir),
+            str(self.data_dir),
             "--appendonly",
             "yes",
             "--appendfsync",

@@ -103,3 +103,29 @@ def test_inserts_answered_503_are_an_incident_even_while_every_process_runs(host
     assert "requests answered 503 since the last check" in warning[0]
     assert check(host, "queue").rc == 0  # none since
     assert [m.split()[0] for m in messages(host) if ": queue:" in m] == ["[WARNING]", "[RECOVERED]"]
+
+
+def test_an_indexing_lag_over_its_threshold_is_an_incident(host):
+    """The indexer stopped: events wait in Redis, accepted; the queue check says how long the oldest has."""
+    tweak = (
+        "import json; c = json.load(open('/etc/uqcrowd-monitor/monitor.json')); "
+        "c.update(lag_threshold=2, state_dir='/tmp/lag-state'); json.dump(c, open('/tmp/lag.json', 'w'))"
+    )
+    assert host.run(f'mkdir -p /tmp/lag-state && python3 -c "{tweak}" && chmod 600 /tmp/lag.json').rc == 0
+    lagging = "UQCROWD_MONITOR_CONFIG=/tmp/lag.json /usr/local/bin/uqcrowd-check queue"
+    assert host.run("systemctl stop uqcrowd-indexer").rc == 0
+    try:
+        event = {"log_type": "message", "session_id": "lag"}
+        assert http(host, "POST", "http://127.0.0.1:80/logger/insert", event)[0] == 202
+        time.sleep(4)  # twice the threshold
+        late = host.run(lagging)
+        assert late.rc == 1, late.stdout
+        assert "threshold 2 s" in late.stdout
+    finally:
+        assert host.run("systemctl start uqcrowd-indexer").rc == 0
+    for _ in range(30):
+        if host.run(lagging).rc == 0:
+            break
+        time.sleep(1)
+    assert host.run(lagging).rc == 0
+    host.run("rm -rf /tmp/lag.json /tmp/lag-state")

@@ -85,16 +85,20 @@ def check_logger(config: dict, state: dict) -> Result:
 def check_queue(config: dict, state: dict) -> Result:
     """The queue's depth, and the inserts answered 503 since the last check (a full queue, Redis refusing)."""
     depth = metric(config, "uqcrowd_queue_depth")
+    lag = metric(config, "uqcrowd_indexer_lag_seconds")
     refused = sum(
         metric(config, f'uqcrowd_requests_rejected_total{{reason="{reason}"}}', 0.0)
         for reason in ("queue_full", "store_unavailable")
     )
     before = state.get("refused_503", refused)
     state["refused_503"] = refused
-    seen = f"{depth:.0f} events queued (threshold {config['queue_threshold']})"
+    seen = (
+        f"{depth:.0f} events queued (threshold {config['queue_threshold']}), the oldest for {lag:.0f} s "
+        f"(threshold {config['lag_threshold']} s)"
+    )
     if refused > before:
         seen += f"; {refused - before:.0f} requests answered 503 since the last check (queue full or Redis refusing)"
-    return depth <= config["queue_threshold"] and refused <= before, seen
+    return depth <= config["queue_threshold"] and lag <= config["lag_threshold"] and refused <= before, seen
 
 
 def check_dead_letters(config: dict, state: dict) -> Result:
@@ -120,11 +124,14 @@ def check_indexer(config: dict, state: dict) -> Result:
 
 
 def check_disk(config: dict, state: dict) -> Result:
-    usage = shutil.disk_usage(config["disk_path"])
-    free = 100 * usage.free / usage.total
-    return free >= config["disk_min_free_percent"], (
-        f"{free:.1f}% free on {config['disk_path']} (minimum {config['disk_min_free_percent']}%)"
-    )
+    """Free space on the disk of each data directory this host has (Elasticsearch's, Redis's)."""
+    seen, ok = [], True
+    for path in config["disk_paths"]:
+        usage = shutil.disk_usage(path)
+        free = 100 * usage.free / usage.total
+        ok = ok and free >= config["disk_min_free_percent"]
+        seen.append(f"{free:.1f}% free on {path}")
+    return ok, f"{', '.join(seen)} (minimum {config['disk_min_free_percent']}%)"
 
 
 CHECKS: dict[str, Callable[[dict, dict], Result]] = {

@@ -205,3 +205,25 @@ def test_the_access_log_reaches_the_journal_with_the_masked_address_and_no_query
     assert '"POST /logger/insert HTTP/1.1"' in lines[-1]
     assert "SECRET-TOKEN-77" not in log
     assert "127.1.2.77" not in log
+
+
+def test_with_no_backend_up_the_answer_is_503_with_retry_after(host):
+    assert host.run("systemctl stop echo-backend@5001 echo-backend@5002").rc == 0
+    try:
+        for _ in range(20):  # fall 2 x inter 2s: both out of rotation
+            if server_states(host) == {"echo-5001": "DOWN", "echo-5002": "DOWN"}:
+                break
+            time.sleep(1)
+        answer = host.run(
+            "python3 -c \"import http.client as h; c = h.HTTPConnection('127.0.0.1', 80); "
+            "c.request('POST', '/logger/insert', '{}'); r = c.getresponse(); "
+            "print(r.status, r.getheader('Retry-After'), r.getheader('Content-Type'))\""
+        ).stdout.split()
+        assert answer == ["503", "5", "application/json"]
+    finally:
+        host.run("systemctl start echo-backend@5001 echo-backend@5002")
+    for _ in range(20):
+        if server_states(host) == {"echo-5001": "UP", "echo-5002": "UP"}:
+            return
+        time.sleep(1)
+    raise AssertionError(f"backends did not come back: {server_states(host)}")

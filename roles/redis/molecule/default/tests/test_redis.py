@@ -42,7 +42,7 @@ def test_refuses_commands_without_the_password(host, cli):
 
 def test_durable_and_never_evicting(cli):
     assert cli("config", "get", "appendonly").splitlines()[-1].endswith('"yes"')
-    assert cli("config", "get", "appendfsync").splitlines()[-1].endswith('"everysec"')
+    assert cli("config", "get", "appendfsync").splitlines()[-1].endswith('"always"')
     assert cli("config", "get", "maxmemory-policy").splitlines()[-1].endswith('"noeviction"')
 
 
