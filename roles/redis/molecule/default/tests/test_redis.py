@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,51 @@ def test_queued_entries_survive_a_restart(host, cli):
             break
     entries = cli("xrange", "survivor", "-", "+")
     assert "before-restart" in entries
+
+
+def test_a_full_disk_stops_redis_until_there_is_room_and_loses_nothing_acknowledged(host, cli):
+    """With appendfsync always Redis exits when its append-only file cannot be written; systemd keeps
+    starting it (never giving up), and once the disk has room it serves again with every entry it
+    acknowledged. The data directory is moved onto a 4 MB tmpfs for the test."""
+    assert host.run("systemctl stop redis-server").rc == 0
+    setup = (
+        "cp -a /var/lib/redis /var/lib/redis.before && mount -t tmpfs -o size=4m,mode=0750 tmpfs /var/lib/redis"
+        " && cp -a /var/lib/redis.before/. /var/lib/redis/ && chown redis:redis /var/lib/redis"
+    )
+    assert host.run(setup).rc == 0, host.run("mount").stdout
+    try:
+        assert host.run("systemctl start redis-server").rc == 0
+        wait_for_pong(host)
+        cli("del", "full-disk")
+        fill = (  # 1,000 entries of 10 kB in one session: the 4 MB are full long before the end
+            "pad=$(head -c 10000 /dev/zero | tr '\\0' x); for n in $(seq 1000); do"
+            ' echo "xadd full-disk * n $n pad $pad"; done | REDISCLI_AUTH=%s redis-cli 2>&1'
+        )
+        answers = host.run(fill, password()).stdout.split()
+        acknowledged = sum(bool(re.fullmatch(r"[0-9]+-[0-9]+", answer)) for answer in answers)
+        assert 0 < acknowledged < 1000
+        restarts = int(host.run("systemctl show -p NRestarts --value redis-server").stdout)
+        time.sleep(12)  # over the 10 s in which systemd would give up after 5 starts
+        assert int(host.run("systemctl show -p NRestarts --value redis-server").stdout) > restarts
+        assert host.run("systemctl is-failed redis-server").stdout.strip() != "failed"
+        assert host.run("mount -o remount,size=64m /var/lib/redis").rc == 0  # space freed
+        wait_for_pong(host, 30)
+        assert int(cli("xlen", "full-disk").split()[-1]) >= acknowledged
+        assert "-" in cli("xadd", "full-disk", "*", "n", "after")
+    finally:
+        host.run("systemctl stop redis-server; umount /var/lib/redis; rm -rf /var/lib/redis.before")
+        host.run("systemctl start redis-server")
+    wait_for_pong(host)
+
+
+def password() -> str:
+    return (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "redis-password").read_text().strip()
+
+
+def wait_for_pong(host, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if "PONG" in host.run("REDISCLI_AUTH=%s redis-cli ping", password()).stdout:
+            return
+        time.sleep(0.5)
+    raise AssertionError("Redis does not answer")
