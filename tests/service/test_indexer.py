@@ -309,24 +309,52 @@ def test_a_closed_index_pauses_indexing_with_an_alert_and_loses_nothing(es, es_s
 def test_a_disk_at_its_flood_stage_pauses_indexing_with_an_alert_and_heals_by_itself(
     es, es_server, settings, spawn, queue
 ):
-    """At the flood-stage watermark Elasticsearch blocks writes to the node's indices (the block set here
-    directly, as the disk monitor sets it); once space is freed it lifts the block, and indexing resumes
-    with nobody stepping in."""
+    """Elasticsearch's own disk monitor, its watermarks set above the disk's free space: at the flood
+    stage it blocks writes to the node's indices; once the disk has room again (watermarks below the
+    free space) it lifts the block itself, and indexing resumes with nobody stepping in."""
     index = today_index(settings)
     es.indices.create(index=index)
-    es.indices.put_settings(index=index, settings={"index.blocks.read_only_allow_delete": True})
     env = env_of(settings, es_server.url)
     backend = spawn(env)
     spawn(env, "indexer")
-    post_all(backend.url, [event(n) for n in range(50)])
-    metrics = f"{backend.url}/logger/metrics"
-    wait_until(lambda: "uqcrowd_indexer_fault{" in requests.get(metrics, timeout=5).text, 30, "fault reported")
-    assert "cluster_block_exception" in requests.get(metrics, timeout=5).text
-    assert (queue.depth(), queue.dead_letter_depth()) == (50, 0)  # kept: not the events' fault
-    es.indices.put_settings(index=index, settings={"index.blocks.read_only_allow_delete": None})  # space freed
+    try:
+        disk_watermarks(es, flood="1000tb")  # less free than that: the flood stage, always
+        wait_until(lambda: write_blocked(es, index), 60, "flood-stage block")
+        post_all(backend.url, [event(n) for n in range(50)])  # accepted meanwhile: they wait in Redis
+        metrics = f"{backend.url}/logger/metrics"
+        wait_until(lambda: "uqcrowd_indexer_fault{" in requests.get(metrics, timeout=5).text, 30, "fault reported")
+        assert "cluster_block_exception" in requests.get(metrics, timeout=5).text
+        assert (queue.depth(), queue.dead_letter_depth()) == (50, 0)  # kept: not the events' fault
+        disk_watermarks(es, flood="1kb")  # space freed
+        wait_until(lambda: not write_blocked(es, index), 60, "block lifted")
+    finally:
+        disk_watermarks(es, flood="1kb")
+        wait_until(lambda: not write_blocked(es, index), 60, "block lifted")
+        es.cluster.put_settings(persistent=dict.fromkeys(WATERMARKS, None))
     wait_for_count(es, settings, 50, timeout=90)
     wait_until(lambda: "uqcrowd_indexer_fault{" not in requests.get(metrics, timeout=5).text, 30, "fault cleared")
     assert queue.dead_letter_depth() == 0
+
+
+WATERMARKS = (
+    "cluster.routing.allocation.disk.threshold_enabled",
+    "cluster.routing.allocation.disk.watermark.low",
+    "cluster.routing.allocation.disk.watermark.high",
+    "cluster.routing.allocation.disk.watermark.flood_stage",
+    "cluster.info.update.interval",
+)
+
+
+def disk_watermarks(es, flood: str) -> None:
+    """The disk monitor on, checking every 10 s, its watermarks as free space (low > high > flood)."""
+    amount, unit = int(flood[:-2]), flood[-2:]
+    values = ["true", f"{amount + 2}{unit}", f"{amount + 1}{unit}", flood, "10s"]  # 10 s: its shortest
+    es.cluster.put_settings(persistent=dict(zip(WATERMARKS, values, strict=True)))
+
+
+def write_blocked(es, index: str) -> bool:
+    blocks = es.indices.get_settings(index=index, name="index.blocks.*").get(index, {}).get("settings", {})
+    return blocks.get("index", {}).get("blocks", {}).get("read_only_allow_delete") == "true"
 
 
 def test_a_full_dead_letter_list_drops_its_oldest_counted_and_indexing_goes_on(es, es_server, settings, spawn, queue):

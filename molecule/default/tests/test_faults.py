@@ -5,13 +5,14 @@ Every case adds a row to the reliability table (tests/support/report.py writes i
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
 
 import pytest
 
-from tests.support import load
+from tests.support import load, playbook
 from tests.support.in_container import http, post_many
 from tests.support.report import record
 
@@ -194,3 +195,32 @@ def test_everything_comes_back_after_a_reboot(host, elastic):
         assert host.service(unit).is_running, unit
     assert statuses == [202] * 50
     assert row["lost"] == row["duplicated"] == 0, row
+
+
+def test_a_configuration_change_restarts_every_backend_under_load_and_refuses_nothing(host, elastic):
+    """site.yml with a changed setting restarts each backend in turn: drained from HAProxy first (its
+    runtime API), back in rotation once HAProxy's checks see it up; the indexer last."""
+    session = f"config-change-{uuid.uuid4().hex[:6]}"
+    before = {port: main_pid(host, f"uqcrowd-logger@{port}") for port in (5001, 5002)}
+    start_load(host, session, rate=50, seconds=600)
+    time.sleep(3)
+    changed = json.dumps({"logger_extra_env": {"UQCROWD_RETRY_AFTER_SECONDS": "6"}})
+    started = time.monotonic()
+    try:
+        output = playbook.run("site.yml", "--tags", "logger", "-e", changed)
+    finally:
+        load.stop(host, session)
+    took = time.monotonic() - started
+    outcome = load.result(host, session)
+    docs, _ = wait_stored(host, elastic, session, outcome["accepted"])
+    row = load.verdict(outcome, docs)
+    record(
+        "configuration change (site.yml) restarting every backend under 50 req/s",
+        row,
+        f"each drained from HAProxy, restarted, back once up; {took:.0f} s for the run",
+    )
+    assert "Take the backend out of rotation" in output
+    assert all(main_pid(host, f"uqcrowd-logger@{port}") != pid for port, pid in before.items())  # all restarted
+    assert row["failed"] == 0, row
+    assert row["lost"] == row["duplicated"] == 0, row
+    playbook.run("site.yml", "--tags", "logger")  # the scenario's own settings again
