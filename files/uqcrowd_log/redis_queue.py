@@ -202,9 +202,9 @@ class SideLimits:
     bytes: int
 
 
-# The defaults of Settings (an eighth of its default high-water mark each).
-DEAD_LETTER_LIMITS = SideLimits(100_000, 32 * 1024 * 1024)
-QUARANTINE_LIMITS = SideLimits(10_000, 32 * 1024 * 1024)
+# Settings' defaults.
+DEAD_LETTER_LIMITS = SideLimits(Settings.dead_letter_max, Settings.dead_letter_max_bytes)
+QUARANTINE_LIMITS = SideLimits(Settings.quarantine_max, Settings.quarantine_max_bytes)
 
 
 def _entry_args(entries: Sequence[Entry]) -> list[bytes | int]:
@@ -299,9 +299,6 @@ class EventQueue:
     def count(self, name: str, amount: int = 1) -> None:
         """Add to one of the counters (works at maxmemory; not while Redis cannot persist: MISCONF)."""
         self._count(keys=[self.stats], args=[name, amount])
-
-    def ping(self) -> bool:
-        return bool(self.client.ping())
 
     def unwritable(self) -> str:
         """Why Redis would refuse an insert now ("" when it takes one): unreachable, at its maxmemory

@@ -42,17 +42,22 @@ def request(url: str, method: str = "GET", auth: tuple[str, str] | None = None, 
         return 0, str(getattr(exc, "reason", exc))  # status 0: nothing answered
 
 
-def metric(config: dict, name: str, default: float | None = None) -> float:
-    """One sample of the service's metrics (name with its labels, if any); `default` when absent."""
+def metrics(config: dict) -> Callable[..., float]:
+    """The service's metrics, read once: a function giving one sample (name with its labels, if any),
+    or `default` when absent."""
     status, text = request(config["metrics_url"])
     if status != 200:
         raise ValueError(f"{config['metrics_url']} answered {status or 'nothing'}")
-    found = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.M)
-    if not found:
+
+    def sample(name: str, default: float | None = None) -> float:
+        found = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.M)
+        if found:
+            return float(found.group(1))
         if default is not None:
             return default
         raise ValueError(f"{name} missing from {config['metrics_url']}")
-    return float(found.group(1))
+
+    return sample
 
 
 def check_elasticsearch(config: dict, state: dict) -> Result:
@@ -84,10 +89,11 @@ def check_logger(config: dict, state: dict) -> Result:
 
 def check_queue(config: dict, state: dict) -> Result:
     """The queue's depth, and the inserts answered 503 since the last check (a full queue, Redis refusing)."""
-    depth = metric(config, "uqcrowd_queue_depth")
-    lag = metric(config, "uqcrowd_indexer_lag_seconds")
+    metric = metrics(config)
+    depth = metric("uqcrowd_queue_depth")
+    lag = metric("uqcrowd_indexer_lag_seconds")
     refused = sum(
-        metric(config, f'uqcrowd_requests_rejected_total{{reason="{reason}"}}', 0.0)
+        metric(f'uqcrowd_requests_rejected_total{{reason="{reason}"}}', 0.0)
         for reason in ("queue_full", "store_unavailable")
     )
     before = state.get("refused_503", refused)
@@ -102,9 +108,10 @@ def check_queue(config: dict, state: dict) -> Result:
 
 
 def check_dead_letters(config: dict, state: dict) -> Result:
-    count = metric(config, "uqcrowd_dead_letter_depth")
-    limit = metric(config, "uqcrowd_dead_letter_limit")
-    dropped = metric(config, "uqcrowd_events_dead_letter_dropped_total", 0.0)
+    metric = metrics(config)
+    count = metric("uqcrowd_dead_letter_depth")
+    limit = metric("uqcrowd_dead_letter_limit")
+    dropped = metric("uqcrowd_events_dead_letter_dropped_total", 0.0)
     before, dropped_before = state.get("dead_letters", count), state.get("dead_letters_dropped", dropped)
     state["dead_letters"], state["dead_letters_dropped"] = count, dropped
     return count <= before and dropped <= dropped_before and count < 0.8 * limit, (
