@@ -16,7 +16,8 @@ up() {
   UQCROWD_ES_ARCHIVE="$(scripts/fetch-elasticsearch.sh)"
   UQCROWD_WHEELHOUSE="$(scripts/build-wheelhouse.sh)"
   if ! podman container exists "$NAME"; then
-    podman run -d --name "$NAME" --hostname "$NAME" --privileged --systemd=always \
+    # A 4 GB server: the memory budget (README) sizes Elasticsearch's heap and Redis to it.
+    podman run -d --name "$NAME" --hostname "$NAME" --privileged --systemd=always --memory 4g \
       -p "127.0.0.1:$PORT:80" "$IMAGE" /sbin/init >/dev/null
   fi
   podman start "$NAME" >/dev/null

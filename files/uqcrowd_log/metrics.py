@@ -12,6 +12,7 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from . import __version__
 from .redis_queue import EventQueue
 
 REJECTED = "rejected:"
@@ -22,6 +23,9 @@ class QueueCollector:
         self.queue = queue
 
     def collect(self) -> Iterator[Metric]:
+        build = GaugeMetricFamily("uqcrowd_build_info", "The version of the process that answered", labels=["version"])
+        build.add_metric([__version__], 1)
+        yield build
         up = GaugeMetricFamily("uqcrowd_redis_up", "1 when the metrics could be read from Redis")
         try:
             counters = self.queue.counters()
@@ -29,12 +33,18 @@ class QueueCollector:
             queued_bytes, quarantined = self.queue.queued_bytes(), self.queue.quarantine_depth()
             quarantine_bytes, dead_letter_bytes = self.queue.side_bytes()
             faults = self.queue.indexer_faults()
+            unwritable = self.queue.unwritable()
         except redis.RedisError:
             up.add_metric([], 0)
             yield up
             return
         up.add_metric([], 1)
         yield up
+        yield GaugeMetricFamily(
+            "uqcrowd_redis_writable",
+            "1 when Redis takes writes (0: at its maxmemory, or its disk full)",
+            value=int(not unwritable),
+        )
         for name, key, text in (
             ("uqcrowd_events_accepted", "accepted", "Events accepted by the backends"),
             ("uqcrowd_events_indexed", "indexed", "Events confirmed by Elasticsearch"),

@@ -14,6 +14,7 @@ import requests
 
 from tests.service.conftest import env_of
 from tests.support.services import RedisServer, free_port, wait_until
+from tests.support.watermarks import free_space_watermarks, unset
 from uqcrowd_log.completeness import session_reports
 from uqcrowd_log.events import Prepared
 
@@ -330,26 +331,14 @@ def test_a_disk_at_its_flood_stage_pauses_indexing_with_an_alert_and_heals_by_it
     finally:
         disk_watermarks(es, flood="1kb")
         wait_until(lambda: not write_blocked(es, index), 60, "block lifted")
-        es.cluster.put_settings(persistent=dict.fromkeys(WATERMARKS, None))
+        es.cluster.put_settings(persistent=unset())
     wait_for_count(es, settings, 50, timeout=90)
     wait_until(lambda: "uqcrowd_indexer_fault{" not in requests.get(metrics, timeout=5).text, 30, "fault cleared")
     assert queue.dead_letter_depth() == 0
 
 
-WATERMARKS = (
-    "cluster.routing.allocation.disk.threshold_enabled",
-    "cluster.routing.allocation.disk.watermark.low",
-    "cluster.routing.allocation.disk.watermark.high",
-    "cluster.routing.allocation.disk.watermark.flood_stage",
-    "cluster.info.update.interval",
-)
-
-
 def disk_watermarks(es, flood: str) -> None:
-    """The disk monitor on, checking every 10 s, its watermarks as free space (low > high > flood)."""
-    amount, unit = int(flood[:-2]), flood[-2:]
-    values = ["true", f"{amount + 2}{unit}", f"{amount + 1}{unit}", flood, "10s"]  # 10 s: its shortest
-    es.cluster.put_settings(persistent=dict(zip(WATERMARKS, values, strict=True)))
+    es.cluster.put_settings(persistent=free_space_watermarks(flood))
 
 
 def write_blocked(es, index: str) -> bool:

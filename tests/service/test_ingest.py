@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from tests.support.report import record
 from tests.support.services import RedisServer, wait_until
+from uqcrowd_log import __version__
 from uqcrowd_log.config import Settings
 from uqcrowd_log.events import Prepared
 from uqcrowd_log.redis_queue import EventQueue, unpack
@@ -310,7 +311,9 @@ def test_backpressure_above_high_water_bytes_is_503_with_retry_after(settings, q
 
 
 def test_metrics_are_refused_to_any_client_behind_the_proxy_and_served_to_loopback(client):
-    assert client.get("/logger/metrics").status_code == 200  # the monitoring on this host
+    served = client.get("/logger/metrics")  # the monitoring on this host
+    assert served.status_code == 200
+    assert f'uqcrowd_build_info{{version="{__version__}"}} 1.0' in served.get_data(as_text=True)
     through_proxy = client.get("/logger/metrics", headers={"X-Forwarded-For": "198.51.100.7"})
     assert through_proxy.status_code == 403
     assert "error" in through_proxy.get_json()
@@ -354,9 +357,11 @@ def test_not_ready_while_redis_refuses_writes_at_its_maxmemory_or_unable_to_pers
         redis_client.bgsave()
         wait_until(lambda: client.get("/logger/ready").status_code == 503, 10, "MISCONF seen")
         assert "MISCONF" in client.get("/logger/ready").get_json()["error"]
+        assert "uqcrowd_redis_writable 0.0" in client.get("/logger/metrics").get_data(as_text=True)
         redis_client.config_set("dir", str(tmp_path / "redis"))
         redis_client.bgsave()  # may be refused while the last one is failing; the wait below retries
         wait_until(lambda: _saved(redis_client) and client.get("/logger/ready").status_code == 200, 10, "ready")
+        assert "uqcrowd_redis_writable 1.0" in client.get("/logger/metrics").get_data(as_text=True)
     finally:
         own.stop()
 

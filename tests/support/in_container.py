@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 from datetime import UTC, datetime
@@ -206,3 +207,59 @@ def transport_probe(host: Any, address: str, port: int) -> dict[str, Any]:
     result = host.run(f"python3 -c {shlex.quote(_TRANSPORT_PROBE)} {address} {port}")
     assert result.rc == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def versions(host: Any, ports: list[int]) -> list[str]:
+    """The version each backend on `ports` answers with (uqcrowd_build_info in its /logger/metrics)."""
+    found = []
+    for port in ports:
+        _, text = http(host, "GET", f"http://127.0.0.1:{port}/logger/metrics")
+        match = re.search(r'uqcrowd_build_info\{version="([^"]+)"\}', str(text))
+        found.append(match.group(1) if match else "")
+    return found
+
+
+# Run inside a container: batches of events posted straight to the backends (no per-client limit) from
+# four threads until the queue refuses `stop_after` requests in a row with 503; what was accepted.
+_FILL = r"""
+import itertools, json, sys, threading, urllib.request, urllib.error
+urls, session, batch, pad, stop_after = json.loads(sys.argv[1])
+numbers, lock = itertools.count(), threading.Lock()
+accepted, statuses, refused_in_a_row = [], {}, [0]
+def worker(url):
+    while refused_in_a_row[0] < stop_after:
+        with lock:
+            first = next(numbers) * batch
+        events = [{"log_type": "message", "session_id": session, "sequence_number": first + i,
+                   "content": {"message": "x" * pad}} for i in range(batch)]
+        request = urllib.request.Request(url, data=json.dumps(events).encode(), headers={"Content-Type": "text/plain"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status = response.status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        except OSError:
+            status = 0
+        with lock:
+            statuses[status] = statuses.get(status, 0) + 1
+            if status == 202:
+                accepted.extend(range(first, first + batch))
+                refused_in_a_row[0] = 0
+            elif status == 503:
+                refused_in_a_row[0] += 1
+threads = [threading.Thread(target=worker, args=(urls[i % len(urls)],)) for i in range(4)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+print(json.dumps({"accepted": accepted, "statuses": statuses}))
+"""
+
+
+def fill_queue(host: Any, urls: list[str], session: str, batch: int = 100, pad: int = 500) -> dict[str, Any]:
+    """Events posted to the backends at `urls` until the queue is at its mark (503s in a row):
+    {"accepted": sequence numbers answered 202, "statuses": {status: requests}}."""
+    args = json.dumps([urls, session, batch, pad, 20])
+    result = host.run(f"python3 -c {shlex.quote(_FILL)} {shlex.quote(args)}")
+    assert result.rc == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    outcome["statuses"] = {int(status): count for status, count in outcome["statuses"].items()}
+    return outcome

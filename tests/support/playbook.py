@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -45,3 +46,13 @@ def run_unchanged(playbook: str, *args: str) -> str:
     changed = re.findall(task + r"(?:(?!TASK \[|RUNNING HANDLER \[).*\n)*?changed: \[(.*?)\]", output, re.M)
     assert all(" changed=0 " in line for line in recap.splitlines() if " ok=" in line), (changed, recap)
     return output
+
+
+def service_release(dest: Path, version: str) -> Path:
+    """A copy of the repository's files/ (the service) under `dest`, its version string changed: a new
+    release for roles/logger (`-e logger_source_dir=...`)."""
+    copy = dest / f"files-{version}"
+    shutil.copytree(ROOT / "files", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    init = copy / "uqcrowd_log" / "__init__.py"
+    init.write_text(re.sub(r'__version__ = "[^"]+"', f'__version__ = "{version}"', init.read_text()))
+    return copy

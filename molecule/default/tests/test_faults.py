@@ -6,6 +6,7 @@ Every case adds a row to the reliability table (tests/support/report.py writes i
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -13,7 +14,7 @@ import uuid
 import pytest
 
 from tests.support import load, playbook
-from tests.support.in_container import http, post_many
+from tests.support.in_container import fill_queue, http, post_many, versions
 from tests.support.report import record
 
 FRONT = "http://127.0.0.1:80/logger/insert"
@@ -41,6 +42,10 @@ def wait_stored(host, elastic, session: str, accepted: list[int], timeout: float
 
 def main_pid(host, unit: str) -> str:
     return host.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+
+
+def running_release(host) -> str:
+    return host.run("readlink /opt/uqcrowd-log/current").stdout.strip().rsplit("/", 1)[-1]
 
 
 def test_sigkill_one_backend_under_load(host, elastic):
@@ -78,6 +83,52 @@ def test_elasticsearch_stopped_for_30s_under_load(host, elastic):
     row = load.verdict(outcome, docs)
     record("Elasticsearch stopped 30 s under 50 req/s", row, f"backlog indexed {drained:.0f} s after restart")
     assert row["failed"] == 0, row  # ingest goes on: events wait in Redis
+    assert row["lost"] == row["duplicated"] == 0, row
+
+
+def oom_kills(host) -> int:
+    """Processes the kernel's OOM killer has killed in this container (its memory cgroup, v2 or v1)."""
+    for path, key in (
+        ("/sys/fs/cgroup/memory.events", "oom_kill"),
+        ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
+    ):
+        if host.file(path).exists:
+            return int(re.search(rf"^{key} (\d+)$", host.file(path).content_string, re.M).group(1))
+    raise AssertionError("no memory cgroup in the container")
+
+
+@pytest.mark.timeout(900)  # filling 295 MB and indexing it: about 4 min on this machine
+def test_a_4_gb_host_fills_its_queue_to_the_mark_with_elasticsearch_stopped_and_nothing_is_killed(host, elastic):
+    """The container is limited to 4 GB (molecule.yml); the memory budget sized Elasticsearch's heap,
+    Redis's maxmemory and the queue's mark from it. Elasticsearch stopped, events posted straight to the
+    backends until the queue refuses them at its mark; then Elasticsearch started again, its heap
+    allocated beside the full queue: nothing killed, every accepted event indexed once."""
+    assert "-Xmx1181m" in host.file("/etc/elasticsearch/jvm.options.d/heap.options").content_string
+    assert "maxmemory 590mb" in host.file("/etc/redis/redis.conf").content_string
+    services = ["redis-server", "uqcrowd-indexer", "uqcrowd-logger@5001", "uqcrowd-logger@5002"]
+    pids, kills = {unit: main_pid(host, unit) for unit in services}, oom_kills(host)
+    session = f"fill-{uuid.uuid4().hex[:6]}"
+    assert host.run("systemctl stop elasticsearch").rc == 0
+    try:
+        started = time.monotonic()
+        fill = fill_queue(host, [f"http://127.0.0.1:{port}/logger/insert" for port in (5001, 5002)], session)
+        filled = time.monotonic() - started
+        queued = int(redis_cli(host, "GET", "uqcrowd-log:queued-bytes") or 0)
+    finally:
+        assert host.run("systemctl start elasticsearch").rc == 0
+    docs, drained = wait_stored(host, elastic, session, fill["accepted"], timeout=600)
+    sent = sum(fill["statuses"].values()) * 100  # events, 100 a request
+    row = load.verdict({"sent": sent, "accepted": fill["accepted"], "failed": {}}, docs)
+    record(
+        "a 4 GB host: Elasticsearch stopped while events fill the queue to its mark, then started",
+        row,
+        f"{queued / 2**20:.0f} MB queued in {filled:.0f} s (the rest refused 503); indexed {drained:.0f} s "
+        "after the start; 0 killed by the OOM killer",
+    )
+    assert fill["statuses"].get(503, 0) >= 20, fill["statuses"]  # refused at the mark, not cut short
+    assert set(fill["statuses"]) <= {202, 503}, fill["statuses"]
+    assert oom_kills(host) == kills
+    assert {unit: main_pid(host, unit) for unit in services} == pids  # none restarted
     assert row["lost"] == row["duplicated"] == 0, row
 
 
@@ -197,30 +248,44 @@ def test_everything_comes_back_after_a_reboot(host, elastic):
     assert row["lost"] == row["duplicated"] == 0, row
 
 
-def test_a_configuration_change_restarts_every_backend_under_load_and_refuses_nothing(host, elastic):
-    """site.yml with a changed setting restarts each backend in turn: drained from HAProxy first (its
-    runtime API), back in rotation once HAProxy's checks see it up; the indexer last."""
-    session = f"config-change-{uuid.uuid4().hex[:6]}"
-    before = {port: main_pid(host, f"uqcrowd-logger@{port}") for port in (5001, 5002)}
-    start_load(host, session, rate=50, seconds=600)
+def test_a_new_version_and_its_roll_back_under_load_refuse_nothing(host, elastic, tmp_path):
+    """site.yml deploys a new version of the service (with a changed setting) while 50 requests a
+    second go through HAProxy, then rolls back to the release before it (logger_release), under the
+    same load. Each time the new release is ready beside the running one, and each backend in turn is
+    drained from HAProxy (its runtime API), restarted on it, back in rotation once HAProxy's checks see
+    it up; the indexer last."""
+    session = f"deploy-{uuid.uuid4().hex[:6]}"
+    ports = [5001, 5002]
+    before = running_release(host)
+    source = playbook.service_release(tmp_path, "9.1.0")
+    changed = json.dumps({"logger_source_dir": str(source), "logger_extra_env": {"UQCROWD_RETRY_AFTER_SECONDS": "6"}})
+    start_load(host, session, rate=50, seconds=900)
     time.sleep(3)
-    changed = json.dumps({"logger_extra_env": {"UQCROWD_RETRY_AFTER_SECONDS": "6"}})
-    started = time.monotonic()
     try:
+        started = time.monotonic()
         output = playbook.run("site.yml", "--tags", "logger", "-e", changed)
+        deploy = time.monotonic() - started
+        deployed, new = versions(host, ports), running_release(host)
+        indexer = host.file(f"/proc/{main_pid(host, 'uqcrowd-indexer')}/cmdline").content_string
+        started = time.monotonic()
+        playbook.run("site.yml", "--tags", "logger", "-e", f"logger_release={before}")
+        roll_back = time.monotonic() - started
     finally:
         load.stop(host, session)
-    took = time.monotonic() - started
     outcome = load.result(host, session)
     docs, _ = wait_stored(host, elastic, session, outcome["accepted"])
     row = load.verdict(outcome, docs)
     record(
-        "configuration change (site.yml) restarting every backend under 50 req/s",
+        "a new version (with a changed setting) deployed by site.yml, then rolled back, under 50 req/s",
         row,
-        f"each drained from HAProxy, restarted, back once up; {took:.0f} s for the run",
+        f"each backend drained, switched, back once up; {deploy:.0f} s and {roll_back:.0f} s for the two runs",
     )
     assert "Take the backend out of rotation" in output
-    assert all(main_pid(host, f"uqcrowd-logger@{port}") != pid for port, pid in before.items())  # all restarted
+    assert deployed == ["9.1.0"] * len(ports), deployed
+    assert new.startswith("9.1.0-")
+    assert new in indexer  # switched last
+    assert versions(host, ports) == [before.split("-")[0]] * len(ports)
+    assert running_release(host) == before
+    assert before in host.file(f"/proc/{main_pid(host, 'uqcrowd-indexer')}/cmdline").content_string
     assert row["failed"] == 0, row
-    assert row["lost"] == row["duplicated"] == 0, row
-    playbook.run("site.yml", "--tags", "logger")  # the scenario's own settings again
+    assert row["lost"] == row["duplicated"] == 0, row  # the roll-back ran the scenario's own settings again

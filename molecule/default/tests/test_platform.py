@@ -19,7 +19,7 @@ def test_the_stack_runs_on_a_release_the_roles_support(host):
 @pytest.mark.parametrize("role", ROLES)
 def test_a_role_refuses_another_system_at_its_first_task_in_one_line(role):
     # The release the role sees, as if the host were Ubuntu 24.04 (the facts themselves cannot be faked).
-    result = attempt(f"playbooks/{role}.yml", "--check", "-e", f"_{role}_release=Ubuntu-24")
+    result = attempt(f"playbooks/{role}.yml", "--check", "-e", f"_{role}_platform=Ubuntu-24")
     assert result.returncode != 0
     # The failed task is the last one the run started (the only host failed); Molecule's settings print
     # its result on stderr (display_failed_stderr), a plain run on stdout.

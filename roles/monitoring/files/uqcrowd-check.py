@@ -37,7 +37,7 @@ def request(url: str, method: str = "GET", auth: tuple[str, str] | None = None, 
         with urllib.request.urlopen(req, timeout=timeout) as response:
             return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
-        return exc.code, ""
+        return exc.code, exc.read().decode(errors="replace")
     except (urllib.error.URLError, OSError) as exc:
         return 0, str(getattr(exc, "reason", exc))  # status 0: nothing answered
 
@@ -81,23 +81,44 @@ def check_elasticsearch(config: dict, state: dict) -> Result:
 
 
 def check_logger(config: dict, state: dict) -> Result:
+    """Through HAProxy, as a browser reaches the service; when it is not ready, a backend says why
+    (e.g. Redis refusing writes: its disk is full)."""
     insert, _ = request(f"{config['logger_url']}/insert", method="HEAD")
     ready, _ = request(f"{config['logger_url']}/ready")
     seen = f"HEAD /logger/insert -> {insert} (want 405), GET /logger/ready -> {ready} (want 200)"
+    if ready != 200:
+        status, text = request(config["metrics_url"].removesuffix("/metrics") + "/ready")
+        try:
+            seen += f"; a backend's /logger/ready: {status} {json.loads(text)['error']}"
+        except (ValueError, KeyError, TypeError):
+            seen += f"; a backend's /logger/ready: {status or 'no answer'}"
     return insert == 405 and ready == 200, seen
 
 
+def redis_unavailable(metric: Callable[..., float]) -> bool:
+    """Redis unreachable or refusing writes (its disk full, at its maxmemory): one incident, which the
+    logger check reports with the reason (every backend is then not ready), not one alert per check."""
+    return metric("uqcrowd_redis_up", 0.0) == 0 or metric("uqcrowd_redis_writable", 1.0) == 0
+
+
+DEFERRED = "Redis is not taking writes: the logger check reports it"
+
+
 def check_queue(config: dict, state: dict) -> Result:
-    """The queue's depth, and the inserts answered 503 since the last check (a full queue, Redis refusing)."""
+    """The queue's depth, and the inserts answered 503 since the last check (the queue at its mark)."""
     metric = metrics(config)
-    depth = metric("uqcrowd_queue_depth")
-    lag = metric("uqcrowd_indexer_lag_seconds")
+    if metric("uqcrowd_redis_up", 0.0) == 0:
+        return True, DEFERRED
     refused = sum(
         metric(f'uqcrowd_requests_rejected_total{{reason="{reason}"}}', 0.0)
         for reason in ("queue_full", "store_unavailable")
     )
     before = state.get("refused_503", refused)
-    state["refused_503"] = refused
+    state["refused_503"] = refused  # those of Redis's own incident too: not counted again once it is over
+    if redis_unavailable(metric):
+        return True, DEFERRED
+    depth = metric("uqcrowd_queue_depth")
+    lag = metric("uqcrowd_indexer_lag_seconds")
     seen = (
         f"{depth:.0f} events queued (threshold {config['queue_threshold']}), the oldest for {lag:.0f} s "
         f"(threshold {config['lag_threshold']} s)"
@@ -109,6 +130,8 @@ def check_queue(config: dict, state: dict) -> Result:
 
 def check_dead_letters(config: dict, state: dict) -> Result:
     metric = metrics(config)
+    if redis_unavailable(metric):
+        return True, DEFERRED
     count = metric("uqcrowd_dead_letter_depth")
     limit = metric("uqcrowd_dead_letter_limit")
     dropped = metric("uqcrowd_events_dead_letter_dropped_total", 0.0)

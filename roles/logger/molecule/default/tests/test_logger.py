@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 
-from tests.support.in_container import http, listening, ports_of
+from tests.support import playbook
+from tests.support.in_container import http, listening, ports_of, versions
+
+CONVERGE = "roles/logger/molecule/default/converge.yml"
+RELEASES = "/opt/uqcrowd-log/releases"
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +110,46 @@ def test_units_are_hardened(host, unit):
     score = float(re.search(r"exposure level for \S+: ([0-9.]+)", exposure).group(1))
     assert score <= 4.0, exposure
     assert json.loads(result.stdout)
+
+
+def releases(host) -> list[str]:
+    return sorted(host.file(RELEASES).listdir())
+
+
+def running(host) -> str:
+    return Path(host.run("readlink /opt/uqcrowd-log/current").stdout.strip()).name
+
+
+def test_the_services_run_from_their_own_release(host, ports):
+    release = running(host)
+    assert re.fullmatch(r"\d+\.\d+\.\d+-[0-9a-f]{10}", release), release
+    assert releases(host) == [release]
+    for unit in [f"uqcrowd-logger@{port}" for port in ports] + ["uqcrowd-indexer"]:
+        pid = host.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+        assert f"{RELEASES}/{release}/venv/bin/python {RELEASES}/{release}/app/" in host.file(
+            f"/proc/{pid}/cmdline"
+        ).content_string.replace("\0", " ")
+    assert f"{RELEASES}/{release}/" in host.file("/usr/local/bin/uqcrowd-log").content_string
+    assert not host.file("/opt/uqcrowd-log/app").exists
+    assert not host.file("/opt/uqcrowd-log/venv").exists
+
+
+def test_new_versions_are_releases_beside_the_running_one_and_the_oldest_are_deleted(host, ports, tmp_path):
+    """Last in this file: it leaves the scenario on another version. Two new versions with
+    logger_keep_releases=2: each is built beside the one running, every backend switches to it; the
+    first release is deleted once two newer ones are there. A release not on the host is refused."""
+    first = running(host)
+    for version in ("9.0.1", "9.0.2"):
+        source = playbook.service_release(tmp_path, version)
+        playbook.run(CONVERGE, "-e", f"logger_source_dir={source}", "-e", "logger_keep_releases=2")
+        assert versions(host, ports) == [version] * len(ports)
+        assert running(host).startswith(f"{version}-")
+    assert [name.split("-")[0] for name in releases(host)] == ["9.0.1", "9.0.2"]
+    assert first not in releases(host)
+    refused = playbook.attempt(CONVERGE, "-e", "logger_release=1.0.0-0123456789")
+    assert refused.returncode != 0
+    assert (
+        "logger_release 1.0.0-0123456789 is not a complete release in /opt/uqcrowd-log/releases"
+        in refused.stdout + refused.stderr
+    )
+    assert versions(host, ports) == ["9.0.2"] * len(ports)  # the refusal changed nothing
