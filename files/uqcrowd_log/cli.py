@@ -221,15 +221,16 @@ def _open(name: str, mode: str) -> Iterator[IO[bytes]]:
 @_failures
 def import_(settings: Settings, files: tuple[str, ...]) -> None:
     """Load NDJSON files back (this system's exports or the original export.py's): ids kept, a
-    second import adds nothing."""
+    second import adds nothing, and the events of withdrawn workers are left out."""
     client = _client(settings, "writer")
+    register = redis_queue.open_queue(settings).withdrawn
     failed = False
     for name in files:
         with _open(name, "rb") as source:
-            result = imports.import_ndjson(client, settings.index_prefix, source)
+            result = imports.import_ndjson(client, settings.index_prefix, source, register)
         click.echo(
             f"{name}: {result.read} read, {result.created} imported, {result.present} already stored, "
-            f"{len(result.refused)} refused",
+            f"{result.withdrawn} of withdrawn workers left out, {len(result.refused)} refused",
             err=True,
         )
         for line, why in result.refused[:10]:
@@ -278,15 +279,32 @@ def sessions_(
 
 
 @main.command("withdraw")
-@click.option("--worker-id", required=True, help="The worker whose consent was withdrawn.")
+@click.option("--worker-id", help="The worker (MTurk worker id or Prolific PID) whose consent was withdrawn.")
+@click.option(
+    "--undo", "undo_worker", metavar="WORKER_ID", help="Take a worker withdrawn by mistake out of the register."
+)
 @click.option("--dry-run", is_flag=True, help="Only show how many documents each index holds.")
 @click.option("--session-index-prefix", envvar="UQCROWD_SESSION_INDEX_PREFIX", default="uqcrowd-session")
 @click.pass_obj
 @_failures
-def withdraw_(settings: Settings, worker_id: str, dry_run: bool, session_index_prefix: str) -> None:
-    """Remove every event (and session report) of one worker, verify none remain, and audit it (in the
-    server's root-only audit log, UQCROWD_AUDIT_LOG: written before anything is deleted)."""
+def withdraw_(
+    settings: Settings, worker_id: str | None, undo_worker: str | None, dry_run: bool, session_index_prefix: str
+) -> None:
+    """Withdraw one worker for good: into the withdrawn-workers register (nothing of theirs is stored
+    again: not at ingest, not from the queue, not by replay or import), out of the dead letters, the
+    quarantine and every index (events and session reports), checked; audited in the server's root-only
+    audit log (UQCROWD_AUDIT_LOG), written before anything changes. --undo WORKER_ID: their new events
+    are stored again; nothing deleted comes back."""
+    if bool(worker_id) == bool(undo_worker):
+        raise click.UsageError("give either --worker-id or --undo")
     audit_log = Path(os.environ.get("UQCROWD_AUDIT_LOG") or AUDIT_LOG)
+    queue = redis_queue.open_queue(settings)
+    if undo_worker:
+        was = withdraw.undo(queue, undo_worker, audit_log)
+        state = "taken out of" if was else "was not in"
+        click.echo(f"worker {undo_worker} {state} the withdrawn register; audit line in {audit_log}", err=True)
+        return
+    assert worker_id is not None
     client = _client(settings, "withdrawer")
     indices = f"{settings.index_prefix}-*,{session_index_prefix}-*"
     if dry_run:
@@ -295,8 +313,14 @@ def withdraw_(settings: Settings, worker_id: str, dry_run: bool, session_index_p
             click.echo(f"{index}\t{n}")
         click.echo(f"{planned.total} documents of worker {worker_id} would be removed (dry run)", err=True)
         return
-    done = withdraw.withdraw(client, indices, worker_id, audit_log)
-    click.echo(f"removed {done.total} documents of worker {worker_id}; 0 remain; audit line in {audit_log}", err=True)
+    done = withdraw.withdraw(client, queue, indices, worker_id, audit_log)
+    aside = done.set_aside or {}
+    click.echo(
+        f"removed {done.total} documents of worker {worker_id} (0 remain), {aside.get('dead_letters', 0)} dead "
+        f"letters and {aside.get('quarantine', 0)} quarantined events; their events are dropped from now on; "
+        f"audit line in {audit_log}",
+        err=True,
+    )
 
 
 @main.command("retention")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -103,6 +103,26 @@ def screen_experiments(batch: Batch, experiments: Mapping[str, str], token: str)
         refused.append(Invalid(position, *why, b""))
     batch.events, batch.positions = kept.events, kept.positions
     return refused
+
+
+def worker_of(event: Mapping[str, Any]) -> str:
+    """The worker an event is of (its `worker_id`: an MTurk worker id or a Prolific PID), "" if none."""
+    worker = event.get("worker_id")
+    return "" if worker is None or isinstance(worker, dict | list) else str(worker)
+
+
+def worker_ids(events: Iterable[Mapping[str, Any]]) -> set[str]:
+    return {worker for worker in map(worker_of, events) if worker}
+
+
+def drop_workers(batch: Batch, withdrawn: set[str]) -> int:
+    """Take out of the batch the events of workers who withdrew; how many were taken out."""
+    if not withdrawn:
+        return 0
+    kept = [(p, e) for p, e in zip(batch.positions, batch.events, strict=True) if worker_of(e) not in withdrawn]
+    dropped = len(batch.events) - len(kept)
+    batch.positions, batch.events = [p for p, _ in kept], [e for _, e in kept]
+    return dropped
 
 
 def _problem(event: Any, max_depth: int) -> tuple[str, str] | None:

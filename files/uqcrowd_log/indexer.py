@@ -21,13 +21,14 @@ import signal
 import threading
 import time
 
+import orjson
 import redis
 from elasticsearch import Elasticsearch
 
 from . import elastic, redis_queue
 from .config import Settings
 from .elastic import BulkOutcome, ConfigurationFault, StoreUnavailable, bulk_create_split
-from .events import Prepared
+from .events import Prepared, worker_of
 from .redis_queue import Entry, EventQueue
 
 log = logging.getLogger("uqcrowd_log.indexer")
@@ -108,10 +109,18 @@ class Indexer:
             self.held = self._next_batch()
         if not self.held:
             return
-        items = [((p, i), event) for p, entry in enumerate(self.held) for i, event in enumerate(entry.events)]
-        outcome = bulk_create_split(self.client, self.settings.index_prefix, items)
+        withdrawn = self._withdrawn()  # checked again at every try: a withdrawal may come while one waits
+        items = [
+            ((p, i), event)
+            for p, entry in enumerate(self.held)
+            for i, event in enumerate(entry.events)
+            if (p, i) not in withdrawn
+        ]
+        outcome = bulk_create_split(self.client, self.settings.index_prefix, items) if items else BulkOutcome()
         done, rejected, kept = settled(self.held, outcome)
-        self.queue.settle(done, rejected)
+        finished = {id(entry) for entry in done}
+        dropped = sum(1 for p, _ in withdrawn if id(self.held[p]) in finished)
+        self.queue.settle(done, rejected, dropped)
         self.held = kept
         for event, error in rejected:
             log.warning("dead-lettered event %s: %s", event.event_id, error)
@@ -123,6 +132,19 @@ class Indexer:
             self._wait(self.backoff.next())
         else:
             self._recovered()
+
+    def _withdrawn(self) -> set[tuple[int, int]]:
+        """The (entry, event) positions of the held events whose workers withdrew: dropped, not indexed.
+        Documents are read only while the register holds anyone."""
+        if not self.queue.withdrawn.size():
+            return set()
+        workers = {
+            (p, i): worker_of(orjson.loads(event.document))
+            for p, entry in enumerate(self.held)
+            for i, event in enumerate(entry.events)
+        }
+        gone = self.queue.withdrawn.among(worker for worker in workers.values() if worker)
+        return {position for position, worker in workers.items() if worker in gone}
 
     def _next_batch(self) -> list[Entry]:
         s, consumer = self.settings, self.settings.indexer_consumer

@@ -56,6 +56,11 @@ class QueueCollector:
             ("uqcrowd_events_quarantined", "quarantined", "Invalid events of a batch, refused and kept aside"),
             ("uqcrowd_events_replayed", "replayed", "Dead-lettered events put back in the queue"),
             (
+                "uqcrowd_events_withdrawn",
+                "withdrawn",
+                "Events of withdrawn workers dropped (at ingest, or queued before the withdrawal), never stored",
+            ),
+            (
                 "uqcrowd_events_quarantine_dropped",
                 "quarantine_dropped",
                 "Quarantined events dropped, oldest first, beyond the list's bounds",

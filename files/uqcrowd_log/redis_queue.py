@@ -32,6 +32,7 @@ import redis
 
 from .config import Settings
 from .events import Invalid, Prepared
+from .withdrawn import Register
 
 GROUP = "indexers"
 
@@ -86,19 +87,20 @@ return dropped
 # Settling entries: their refused events onto the dead-letter list (its oldest dropped beyond its
 # bounds, counted), then XACK + XDEL, their bytes and events off the counters. KEYS: stats, stream,
 # queued bytes, queued events, dead-letter list, its bytes. ARGV: the list's most records and most
-# bytes, number of records, events indexed, the records, then (id, bytes, events) per entry.
+# bytes, number of records, events indexed, events of withdrawn workers dropped, the records, then
+# (id, bytes, events) per entry.
 _SETTLE = (
     "#!lua flags=allow-oom"
     + _APPEND_BOUNDED
     + """
-local records, indexed = tonumber(ARGV[3]), tonumber(ARGV[4])
+local records, indexed, withdrawn = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 if records > 0 then
-  local dropped = append_bounded(KEYS[5], KEYS[6], tonumber(ARGV[1]), tonumber(ARGV[2]), {unpack(ARGV, 5, 4 + records)})
+  local dropped = append_bounded(KEYS[5], KEYS[6], tonumber(ARGV[1]), tonumber(ARGV[2]), {unpack(ARGV, 6, 5 + records)})
   redis.call('HINCRBY', KEYS[1], 'dead_lettered', records)
   if dropped > 0 then redis.call('HINCRBY', KEYS[1], 'dead_letter_dropped', dropped) end
 end
 local freed, events = 0, 0
-for i = 5 + records, #ARGV, 3 do
+for i = 6 + records, #ARGV, 3 do
   redis.call('XACK', KEYS[2], 'indexers', ARGV[i])
   if redis.call('XDEL', KEYS[2], ARGV[i]) == 1 then
     freed = freed + tonumber(ARGV[i + 1])
@@ -113,6 +115,7 @@ else
   redis.call('DECRBY', KEYS[4], events)
 end
 if indexed > 0 then redis.call('HINCRBY', KEYS[1], 'indexed', indexed) end
+if withdrawn > 0 then redis.call('HINCRBY', KEYS[1], 'withdrawn', withdrawn) end
 return records
 """
 )
@@ -135,6 +138,33 @@ redis.call('INCRBY', KEYS[4], #records)
 redis.call('HINCRBY', KEYS[5], 'replayed', #records)
 if redis.call('DECRBY', KEYS[6], taken) < 0 or redis.call('LLEN', KEYS[1]) == 0 then redis.call('SET', KEYS[6], 0) end
 return #records
+"""
+
+
+# A withdrawal: the records of one worker's events out of a side list, its bytes counted again. A
+# record's event (a dead letter's `document`, a quarantined `event`) is the worker's if its worker_id is
+# the worker's; a quarantined event that is not JSON is, if it holds the worker's id anywhere (it may
+# not be taken for another's). KEYS: the list, its bytes. ARGV: the worker id. Returns how many went.
+_PURGE_WORKER = """#!lua flags=allow-oom
+local kept, removed, bytes = {}, 0, 0
+for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local record = cjson.decode(raw)
+  local text = record['document'] or record['event'] or ''
+  local parsed, event = pcall(cjson.decode, text)
+  local mine
+  if parsed and type(event) == 'table' then
+    mine = event['worker_id'] ~= nil and tostring(event['worker_id']) == ARGV[1]
+  else
+    mine = string.find(text, ARGV[1], 1, true) ~= nil
+  end
+  if mine then removed = removed + 1 else kept[#kept + 1] = raw; bytes = bytes + #raw end
+end
+if removed > 0 then
+  redis.call('DEL', KEYS[1])
+  for i = 1, #kept, 1000 do redis.call('RPUSH', KEYS[1], unpack(kept, i, math.min(i + 999, #kept))) end
+  redis.call('SET', KEYS[2], bytes)
+end
+return removed
 """
 
 
@@ -235,11 +265,13 @@ class EventQueue:
         self.faults = f"{prefix}:indexer-faults"
         self.dead_letter_limits = dead_letter_limits
         self.quarantine_limits = quarantine_limits
+        self.withdrawn = Register(client, prefix)
         self._enqueue = client.register_script(_ENQUEUE)
         self._quarantine = client.register_script(_QUARANTINE)
         self._count = client.register_script(_COUNT)
         self._settle = client.register_script(_SETTLE)
         self._replay = client.register_script(_REPLAY)
+        self._purge_worker = client.register_script(_PURGE_WORKER)
 
     # ---- producers (the HTTP backends)
     def put(self, events: list[Prepared], high_water_bytes: int) -> int:
@@ -381,19 +413,24 @@ class EventQueue:
         if entries:
             self.client.xclaim(self.stream, GROUP, consumer, 0, [e.stream_id for e in entries], justid=True)
 
-    def settle(self, entries: Sequence[Entry], rejected: Sequence[tuple[Prepared, str]] = ()) -> None:
+    def settle(
+        self, entries: Sequence[Entry], rejected: Sequence[tuple[Prepared, str]] = (), withdrawn: int = 0
+    ) -> None:
         """Elasticsearch has every event of these entries, apart from `rejected`, which it refused for their
-        content: keep those aside with the reason (the list's oldest dropped beyond its bounds, counted),
-        and remove the entries, in one step (works at maxmemory)."""
-        indexed = sum(len(e.events) for e in entries) - len(rejected)
-        self._remove(entries, rejected, indexed)
+        content, and the `withdrawn` events of withdrawn workers, never sent to it: keep the refused aside
+        with the reason (the list's oldest dropped beyond its bounds, counted), count the withdrawn, and
+        remove the entries, in one step (works at maxmemory)."""
+        indexed = sum(len(e.events) for e in entries) - len(rejected) - withdrawn
+        self._remove(entries, rejected, indexed, withdrawn)
 
     def dead_letter(self, rejected: Sequence[tuple[Prepared, str]]) -> None:
         """Keep events Elasticsearch refused for their content aside, with the reason (direct mode, where
         nothing was queued)."""
         self._remove((), rejected, 0)
 
-    def _remove(self, entries: Sequence[Entry], rejected: Sequence[tuple[Prepared, str]], indexed: int) -> None:
+    def _remove(
+        self, entries: Sequence[Entry], rejected: Sequence[tuple[Prepared, str]], indexed: int, withdrawn: int = 0
+    ) -> None:
         if not entries and not rejected:
             return
         records = [
@@ -403,8 +440,34 @@ class EventQueue:
         keys = [self.stats, self.stream, self.bytes, self.queued, self.dead_letters, self.dead_letter_bytes]
         limits = self.dead_letter_limits
         self._settle(
-            keys=keys, args=[limits.records, limits.bytes, len(records), indexed, *records, *_entry_args(entries)]
+            keys=keys,
+            args=[limits.records, limits.bytes, len(records), indexed, withdrawn, *records, *_entry_args(entries)],
         )
+
+    def purge_worker(self, worker_id: str) -> dict[str, int]:
+        """Remove one worker's events from the dead letters and the quarantine; how many from each."""
+        return {
+            "dead_letters": int(self._purge_worker(keys=[self.dead_letters, self.dead_letter_bytes], args=[worker_id])),
+            "quarantine": int(self._purge_worker(keys=[self.quarantined, self.quarantine_bytes], args=[worker_id])),
+        }
+
+    def wait_for_delivered(self, timeout: float) -> bool:
+        """Wait until every entry an indexer has read so far is settled (none is then on its way to
+        Elasticsearch unchecked); False if some still were after `timeout` (an indexer waiting to retry
+        checks them again before each try)."""
+        try:
+            groups = {g["name"].decode(): g for g in self.client.xinfo_groups(self.stream)}
+        except redis.ResponseError:  # no stream yet: nothing was ever read
+            return True
+        if GROUP not in groups:
+            return True
+        mark = groups[GROUP]["last-delivered-id"]
+        deadline = time.monotonic() + timeout
+        while self.client.xpending_range(self.stream, GROUP, min="-", max=mark, count=1):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
 
     def replay_dead_letters(self, count: int = 1000) -> int:
         """Put up to `count` of the oldest dead-lettered events back in the stream; returns how many."""

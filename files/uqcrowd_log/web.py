@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from . import elastic, redis_queue
 from .config import Settings
 from .elastic import StoreUnavailable
-from .events import BadInput, Invalid, parse_batch, prepare, screen_experiments
+from .events import BadInput, Invalid, drop_workers, parse_batch, prepare, screen_experiments, worker_ids
 from .metrics import render
 from .origins import origin_allowed
 from .proxies import client_ip, recorded_ip, within
@@ -70,6 +70,11 @@ def insert() -> Response:
     except BadInput as exc:
         return _error(400, str(exc), exc.reason)
     refused = screen_experiments(batch, settings.experiments, request.args.get("token", ""))
+    try:  # a withdrawn worker's events (e.g. a page's stored ones, sent again) are answered, never stored
+        withdrawn = drop_workers(batch, _queue().withdrawn.among(worker_ids(batch.events)))
+    except redis.RedisError as exc:
+        log.warning("withdrawn-workers register unreadable: %s", exc)
+        return _error(503, "the event store is unavailable, retry later", "store_unavailable")
     now = datetime.now(UTC)
     ip = recorded_ip(_client_address(settings), settings.client_ip)
     prepared = prepare(batch.events, now, ip)
@@ -83,17 +88,20 @@ def insert() -> Response:
             return _error(503, "the event store is unavailable, retry later", "store_unavailable")
     if batch.invalid:
         _quarantine(batch.invalid, now.isoformat(timespec="milliseconds"), ip)
-    if refused:  # events of experiments not accepted here are not kept, only counted
+    if refused or withdrawn:  # events of experiments not accepted here, or of withdrawn workers: only counted
         with contextlib.suppress(redis.RedisError):
             for bad in refused:
                 _queue().count(f"rejected:{bad.reason}")
+            if withdrawn:
+                _queue().count("withdrawn", withdrawn)
     problems = sorted(batch.invalid + refused, key=lambda bad: bad.position)
-    body: dict[str, object] = {"accepted": len(prepared), "rejected": len(problems)}
+    accepted = len(prepared) + withdrawn  # the page may forget them: they are not to be sent again
+    body: dict[str, object] = {"accepted": accepted, "rejected": len(problems)}
     if problems:
         body["errors"] = [{"index": bad.position, "reason": bad.reason, "error": bad.message} for bad in problems]
-    if not prepared:
+    if not accepted:
         body["error"] = problems[0].message
-    status = 202 if prepared else 403 if refused and not batch.invalid else 400
+    status = 202 if accepted else 403 if refused and not batch.invalid else 400
     return Response(orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE), status, mimetype="application/json")
 
 

@@ -22,6 +22,14 @@ SESSION_EVENTS = 100
 SESSIONS = 1000  # x 100 events = 100,000
 
 
+@pytest.fixture(autouse=True)
+def redis_env(redis_server, monkeypatch):
+    """The commands that read the withdrawn-workers register (withdraw, import) find a real Redis, with a
+    key space of this test's own."""
+    monkeypatch.setenv("UQCROWD_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("UQCROWD_REDIS_PREFIX", f"uqt-{uuid.uuid4().hex[:10]}")
+
+
 def make_session(number: int) -> list[dict]:
     """A page's events: Start Session, clicks, End Session saying how many the page made."""
     exp = "exp-A" if number % 2 else "exp-B"
@@ -226,17 +234,22 @@ def test_the_audit_log_is_the_servers_not_the_callers(es_server):
     assert "--audit-log" not in run(es_server, "uqt-x", "withdraw", "--help").output
 
 
-def test_retention_deletes_only_indices_older_than_n_days(es, es_server):
+def test_retention_deletes_only_indices_older_than_n_days_session_reports_too(es, es_server):
+    """The daily job's command: event indices and session reports (which hold worker ids) alike."""
     prefix = f"uqt-ret-{uuid.uuid4().hex[:8]}"
+    reports = f"{prefix}-sessions"
     today = datetime.now(UTC).date()
     ages = [0, 5, 30, 31, 400]
     for age in ages:
         es.indices.create(index=f"{prefix}-{today - timedelta(days=age)}")
+        es.indices.create(index=f"{reports}-{today - timedelta(days=age)}")
     es.indices.create(index=f"{prefix}-notes")
-    result = run(es_server, prefix, "retention", "--days", "30")
+    result = run(es_server, prefix, "retention", "--days", "30", "--session-index-prefix", reports)
     assert result.exit_code == 0, result.output
+    assert "4 indices older than 30 days deleted" in result.output
     left = sorted(es.indices.get_alias(index=f"{prefix}-*"))
-    assert left == sorted([f"{prefix}-notes"] + [f"{prefix}-{today - timedelta(days=a)}" for a in (0, 5, 30)])
+    kept = [f"{p}-{today - timedelta(days=a)}" for p in (prefix, reports) for a in (0, 5, 30)]
+    assert left == sorted([f"{prefix}-notes", *kept])
 
 
 def test_failures_are_one_line_and_exit_non_zero(es_server, study):

@@ -6,6 +6,7 @@ Each edge case adds a row to the README's browser table (tests/support/report.py
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import threading
 import time
@@ -15,6 +16,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
+from click.testing import CliRunner
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -23,6 +26,7 @@ from tests.service.conftest import env_of
 from tests.service.test_indexer import count
 from tests.support.report import record
 from tests.support.services import HaproxyServer, free_port, wait_until
+from uqcrowd_log.cli import main
 from uqcrowd_log.completeness import SessionReport, session_reports
 
 PAGE = """<!doctype html>
@@ -157,6 +161,7 @@ def edge(es, es_server, settings, spawn, task_page, browser, workdir):
         "directory": directory,
         "settings": settings,
         "es": es,
+        "es_url": es_server.url,
         "browser": browser,
         "front": front,
     }
@@ -338,3 +343,29 @@ def test_mturk_and_prolific_parameters_become_named_fields(edge):
     [p] = {(d["worker_id"], d["prolific_pid"], d["prolific_study_id"], d["prolific_session_id"], d["platform"])
            for d in documents(edge["es"], edge["settings"], prolific)}  # fmt: skip
     assert p == ("5f1a", "5f1a", "st-9", "ps-3", "prolific")
+
+
+def test_a_withdrawn_workers_page_that_was_offline_sends_what_it_kept_and_none_of_it_is_stored(edge, tmp_path):
+    """W's page goes offline and keeps its events (localStorage); W withdraws meanwhile; back online,
+    the page sends them: answered, so it forgets them, and never stored (the counter says how many)."""
+    browser, worker = edge["browser"], "A2WITHDRAWNBYPAGE"
+    session = open_task(edge, f"workerId={worker}&hitId=H1&assignmentId=A9")
+    seconds_until_stored(edge, session, 1)  # Start Session, sent before the network went
+    browser.execute_cdp_cmd("Network.enable", {})
+    offline = {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", offline)
+    browser.execute_script(PRODUCE, 200, "x")
+    kept = "return Object.keys(localStorage).filter(function (k) { return k.indexOf('uqcrowd-log:e:') === 0; }).length"
+    assert browser.execute_script(kept) >= 200
+    audit = tmp_path / "audit.log"
+    audit.touch(mode=0o600)
+    env = {**env_of(edge["settings"], edge["es_url"]), "UQCROWD_AUDIT_LOG": str(audit)}
+    withdrawn = CliRunner().invoke(main, ["withdraw", "--worker-id", worker], env=env, catch_exceptions=False)
+    assert withdrawn.exit_code == 0, withdrawn.output
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", {**offline, "offline": False})
+    wait_until(lambda: browser.execute_script(kept) == 0, 60, "the page's stored events sent and forgotten")
+    metrics = requests.get(f"{edge['backend'].url}/logger/metrics", timeout=5).text
+    dropped = float(re.search(r"^uqcrowd_events_withdrawn_total (\S+)$", metrics, re.M).group(1))
+    time.sleep(2)  # anything indexed would be there now
+    assert documents(edge["es"], edge["settings"], session) == []
+    assert dropped >= 200

@@ -7,7 +7,17 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from uqcrowd_log.events import BadInput, document_id, index_day, parse_batch, prepare
+from uqcrowd_log.events import (
+    BadInput,
+    Batch,
+    document_id,
+    drop_workers,
+    index_day,
+    parse_batch,
+    prepare,
+    worker_ids,
+    worker_of,
+)
 
 GOOD = {"log_type": "message", "session_id": "s", "sequence_number": 1, "browser_time": "2026-11-28T10:00:00Z"}
 
@@ -101,3 +111,28 @@ def test_prepare_stamps_server_fields_and_keeps_the_client_id():
     assert (doc["server_time"], doc["client_ip"]) == ("2026-11-28T12:00:00.000+00:00", "192.0.2.1")
     [anonymous] = prepare([GOOD], now, None)
     assert "client_ip" not in orjson.loads(anonymous.document)
+
+
+def test_the_events_of_withdrawn_workers_are_taken_out_of_a_batch_in_order():
+    batch = Batch(
+        events=[{"worker_id": "W1"}, {"worker_id": "W2"}, {}, {"worker_id": 7}, {"worker_id": "W1"}],
+        positions=[0, 2, 3, 4, 6],
+    )
+    assert worker_ids(batch.events) == {"W1", "W2", "7"}
+    assert drop_workers(batch, {"W1", "7"}) == 3
+    assert (batch.events, batch.positions) == ([{"worker_id": "W2"}, {}], [2, 3])
+    assert drop_workers(batch, set()) == 0
+
+
+@pytest.mark.parametrize(
+    ("event", "worker"),
+    [
+        ({"worker_id": "A1B2"}, "A1B2"),
+        ({"worker_id": None}, ""),
+        ({}, ""),
+        ({"worker_id": {"x": 1}}, ""),
+        ({"worker_id": 5}, "5"),
+    ],
+)
+def test_the_worker_of_an_event_is_its_worker_id_as_text(event, worker):
+    assert worker_of(event) == worker

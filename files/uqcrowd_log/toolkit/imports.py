@@ -1,7 +1,8 @@
 """Loading NDJSON back into the daily indices: an export of this system (ids and days kept), or a
 file the original system's export.py wrote (one `_source` per line, no ids: they are derived the
 way the service derives them). Idempotent: events are created under their ids, so a second import
-of the same file adds nothing."""
+of the same file adds nothing. Events of workers in the withdrawn-workers register are left out
+(checked per batch, against the register as it is then), counted."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import orjson
 from elasticsearch import Elasticsearch
 
 from ..elastic import bulk_create_split
-from ..events import Prepared, browser_datetime, document_id, index_day
+from ..events import Prepared, browser_datetime, document_id, index_day, worker_ids, worker_of
+from ..withdrawn import Register
 
 BATCH = 1000
 
@@ -24,6 +26,7 @@ class ImportResult:
     read: int = 0
     created: int = 0
     present: int = 0  # already stored (a repeat of an earlier import)
+    withdrawn: int = 0  # of withdrawn workers: left out
     refused: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
 
 
@@ -57,24 +60,33 @@ def _lines(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
         yield number, document if isinstance(document, dict) else "not a JSON object"
 
 
-def import_ndjson(client: Elasticsearch, prefix: str, source: IO[bytes]) -> ImportResult:
+def import_ndjson(client: Elasticsearch, prefix: str, source: IO[bytes], register: Register) -> ImportResult:
     result = ImportResult()
-    batch: list[tuple[int, Prepared]] = []
+    batch: list[tuple[int, dict[str, Any]]] = []
     for number, item in _lines(source):
         result.read += 1
         if isinstance(item, str):
             result.refused.append((number, item))
             continue
-        batch.append((number, prepared(item)))
+        batch.append((number, item))
         if len(batch) == BATCH:
-            _send(client, prefix, batch, result)
+            _send(client, prefix, batch, register, result)
             batch = []
-    _send(client, prefix, batch, result)
+    _send(client, prefix, batch, register, result)
     return result
 
 
-def _send(client: Elasticsearch, prefix: str, batch: Iterable[tuple[int, Prepared]], result: ImportResult) -> None:
-    items = list(batch)
+def _send(
+    client: Elasticsearch,
+    prefix: str,
+    batch: Iterable[tuple[int, dict[str, Any]]],
+    register: Register,
+    result: ImportResult,
+) -> None:
+    documents = list(batch)
+    withdrawn = register.among(worker_ids(d for _, d in documents))
+    items = [(number, prepared(d)) for number, d in documents if worker_of(d) not in withdrawn]
+    result.withdrawn += len(documents) - len(items)
     if not items:
         return
     outcome = bulk_create_split(client, prefix, items)

@@ -1,7 +1,9 @@
-"""Honouring a withdrawal of consent: every event of one worker removed from every index, checked,
-and audited in a log only root reads: a line (when, which worker, how many) written and synced to disk
-before anything is deleted (a withdrawal that cannot be audited does not start), and a second once none
-remain."""
+"""Honouring a withdrawal of consent, so that it sticks: the worker into the withdrawn-workers register
+(every path that stores events checks it: ingest, the indexer, replay, import), the worker's events out
+of the dead letters and the quarantine, then out of every index, checked. Audited in a log only root
+reads: a line (when, which worker, how many) written and synced to disk before anything is changed (a
+withdrawal that cannot be audited does not start), and a second once none remain, saying how many went
+from where. `undo` takes a worker out of the register (audited); nothing deleted comes back."""
 
 from __future__ import annotations
 
@@ -14,13 +16,19 @@ from pathlib import Path
 import orjson
 from elasticsearch import Elasticsearch
 
+from ..redis_queue import EventQueue
 from .selection import delete_matching
+
+# How long a withdrawal waits for the events an indexer read before the register had the worker (on
+# their way to Elasticsearch unchecked) to be settled, before it deletes.
+IN_FLIGHT_SECONDS = 30.0
 
 
 @dataclass
 class Withdrawal:
     worker_id: str
     by_index: dict[str, int]
+    set_aside: dict[str, int] | None = None  # removed from the dead letters and the quarantine
 
     @property
     def total(self) -> int:
@@ -49,9 +57,10 @@ def plan(client: Elasticsearch, indices: str, worker_id: str) -> Withdrawal:
     return Withdrawal(worker_id, {b["key"]: int(b["doc_count"]) for b in buckets})
 
 
-def withdraw(client: Elasticsearch, indices: str, worker_id: str, audit_log: Path) -> Withdrawal:
-    """Audit, delete, verify none remain, audit again; raises AuditUnwritable (nothing deleted) when the
-    audit log cannot be written, NotAllRemoved when documents remain."""
+def withdraw(client: Elasticsearch, queue: EventQueue, indices: str, worker_id: str, audit_log: Path) -> Withdrawal:
+    """Audit, register, purge the side lists, delete, verify none remain, audit again; raises
+    AuditUnwritable (nothing changed) when the audit log cannot be written, NotAllRemoved when
+    documents remain."""
     before = plan(client, indices, worker_id)
     line = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -61,14 +70,26 @@ def withdraw(client: Elasticsearch, indices: str, worker_id: str, audit_log: Pat
         "by": getpass.getuser(),
     }
     _audit(audit_log, {"event": "withdrawal started", **line})
+    queue.withdrawn.add(worker_id)  # from now on, nothing of the worker's is stored
+    before.set_aside = queue.purge_worker(worker_id)
+    queue.wait_for_delivered(IN_FLIGHT_SECONDS)
     if before.total:
         delete_matching(client, indices, {"term": {"worker_id": worker_id}})
     left = plan(client, indices, worker_id)
     if left.total:
         raise NotAllRemoved(f"{left.total} documents of worker {worker_id} remain in {', '.join(left.by_index)}")
     at = datetime.now(UTC).isoformat(timespec="seconds")
-    _audit(audit_log, {"event": "withdrawal done", "at": at, "worker_id": worker_id, "deleted": before.total})
+    done = {"event": "withdrawal done", "at": at, "worker_id": worker_id, "deleted": before.total}
+    _audit(audit_log, {**done, "by_index": before.by_index, **before.set_aside})
     return before
+
+
+def undo(queue: EventQueue, worker_id: str, audit_log: Path) -> bool:
+    """Take a worker out of the register (a withdrawal made by mistake): their new events are stored
+    again; nothing deleted comes back. Audited first. False if the worker was not in it."""
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    _audit(audit_log, {"event": "withdrawal undone", "at": at, "worker_id": worker_id, "by": getpass.getuser()})
+    return queue.withdrawn.remove(worker_id)
 
 
 def _audit(audit_log: Path, line: dict[str, object]) -> None:

@@ -71,6 +71,16 @@ def test_event_document_gets_the_templates_mappings(host, elastic):
     assert settings["number_of_replicas"] == "0"
 
 
+def test_a_session_report_index_gets_the_events_shards_replicas_and_retention(host, elastic):
+    """The session reports hold worker ids too: their daily indices follow the events' template settings
+    (with ILM, the same retention policy)."""
+    index = f"uqcrowd-session-{datetime.now(UTC):%Y-%m-%d}"
+    status, _ = http(host, "PUT", f"{API}/{index}/_doc/s1?refresh=true", {"session_id": "s1"}, auth=elastic)
+    assert status in (200, 201)
+    settings = http(host, "GET", f"{API}/{index}/_settings", auth=elastic)[1][index]["settings"]["index"]
+    assert settings["number_of_replicas"] == "0"  # Elasticsearch's own default is 1
+
+
 def test_writer_user_may_create_events_and_nothing_more(host):
     password = (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "writer-password").read_text().strip()
     writer = ("uqcrowd_writer", password)
