@@ -59,6 +59,7 @@ class Settings:
     mode: Mode = "queue"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "uqcrowd-log"
+    redis_ca_file: str = ""
     es_url: str = "http://127.0.0.1:9200"
     es_username: str = ""
     es_password: str = field(default="", repr=False)
@@ -105,6 +106,7 @@ class Settings:
             client_ip=ip_mode,  # type: ignore[arg-type]
             experiments=_experiments(env.get("UQCROWD_EXPERIMENTS", "")),
             redis_url=env.get("UQCROWD_REDIS_URL", cls.redis_url),
+            redis_ca_file=env.get("UQCROWD_REDIS_CA_FILE", ""),
             redis_prefix=env.get("UQCROWD_REDIS_PREFIX", cls.redis_prefix),
             es_url=env.get("UQCROWD_ES_URL", cls.es_url),
             es_username=env.get("UQCROWD_ES_USERNAME", ""),

@@ -211,13 +211,17 @@ def unpack(lengths: bytes, data: bytes) -> tuple[Prepared, ...]:
     return tuple(Prepared(fields[i].decode(), fields[i + 1].decode(), fields[i + 2]) for i in range(0, len(fields), 3))
 
 
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+def connect(url: str, ca_file: str = "") -> redis.Redis:
+    """A client of Redis at `url`; a rediss:// one verifies the server's certificate (with `ca_file` if
+    given, else the system's CAs) and its name."""
+    verify = {"ssl_ca_certs": ca_file or None, "ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    tls = verify if url.startswith("rediss://") else {}
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30, **tls)
 
 
 def open_queue(settings: Settings) -> EventQueue:
     return EventQueue(
-        connect(settings.redis_url),
+        connect(settings.redis_url, settings.redis_ca_file),
         settings.redis_prefix,
         SideLimits(settings.dead_letter_max, settings.dead_letter_max_bytes),
         SideLimits(settings.quarantine_max, settings.quarantine_max_bytes),

@@ -9,9 +9,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+# Where the roles install the Elasticsearch cluster's CA: on its nodes, on its clients' hosts.
+ES_CA_FILES = ["/etc/elasticsearch/certs/ca.crt", "/etc/uqcrowd-log/elasticsearch-ca.crt"]
+
 _CLIENT = r"""
-import base64, json, sys, urllib.request, urllib.error
-method, url, body, user, password, content_type, expression, headers = json.loads(sys.argv[1])
+import base64, json, os, ssl, sys, urllib.request, urllib.error
+method, url, body, user, password, content_type, expression, headers, cafiles = json.loads(sys.argv[1])
+found = [path for path in cafiles if os.path.exists(path)]  # the first CA file there, else the system's CAs
+context = ssl.create_default_context(cafile=found[0] if found else None)
 if expression:  # a body too big for a command line is built here
     body = eval(expression)
 data = body.encode("utf-8", "surrogateescape") if body is not None else None  # lone surrogates = raw bytes
@@ -22,7 +27,7 @@ for name, value in headers.items():
 if user:
     request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
 try:
-    with urllib.request.urlopen(request, timeout=20) as response:
+    with urllib.request.urlopen(request, timeout=20, context=context) as response:
         status, text = response.status, response.read().decode()
 except urllib.error.HTTPError as error:
     status, text = error.code, error.read().decode()
@@ -41,14 +46,18 @@ def http(
     content_type: str = "application/json",
     expression: str = "",
     headers: dict[str, str] | None = None,
+    cafile: str | None = None,
 ) -> tuple[int, Any]:
-    """(status, parsed JSON or text) of a request sent by python3 inside the container (status 0: no answer).
+    """(status, parsed JSON or text) of a request sent by python3 inside the container (status 0: no answer,
+    or an https server whose certificate does not verify). https is verified with `cafile`, by default the
+    Elasticsearch cluster's CA if the host has it (ES_CA_FILES); "": the system's CAs only.
 
     `expression`: Python (json is imported) that builds a body too large for a command line."""
     if body is not None and not isinstance(body, str):
         body = json.dumps(body)
     user, password = auth or ("", "")
-    args = json.dumps([method, url, body, user, password, content_type, expression, headers or {}])
+    cafiles = ES_CA_FILES if cafile is None else [cafile] if cafile else []
+    args = json.dumps([method, url, body, user, password, content_type, expression, headers or {}, cafiles])
     result = host.run(f"python3 -c {shlex.quote(_CLIENT)} {shlex.quote(args)}")
     assert result.rc == 0, result.stderr
     status, text = json.loads(result.stdout)
@@ -195,10 +204,22 @@ def handshake(ctx):
             return "refused: " + type(error).__name__
         return "unexpected data"
 result["without_certificate"] = handshake(context)
-context.load_cert_chain("/etc/elasticsearch/certs/transport.crt", "/etc/elasticsearch/certs/transport.key")
+context.load_cert_chain("/etc/elasticsearch/certs/node.crt", "/etc/elasticsearch/certs/node.key")
 result["with_certificate"] = handshake(context)
 print(json.dumps(result))
 """
+
+
+_SERVICE_REDIS_URL = r"s|^UQCROWD_REDIS_URL=redis://\([^:]*\):\([^@]*\)@.*|{}|p"
+
+
+def redis_as_service(host: Any, *args: str) -> str:
+    """redis-cli's answer as the service: its Redis user and password read from its env file inside the
+    container, the password through REDISCLI_AUTH (never on a command line)."""
+    read = "$(sed -n '{}' /etc/uqcrowd-log/logger.env)"
+    user, password = read.format(_SERVICE_REDIS_URL.format(r"\1")), read.format(_SERVICE_REDIS_URL.format(r"\2"))
+    command = f'REDISCLI_AUTH="{password}" redis-cli --user "{user}" ' + " ".join(["%s"] * len(args))
+    return host.run(command, *args).stdout.strip()
 
 
 def transport_probe(host: Any, address: str, port: int) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -123,6 +124,41 @@ class RedisServer(Process):
 
     def ready(self) -> bool:
         with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+
+
+class TlsRedisServer(RedisServer):
+    """Redis on TLS only (no plain port), as the redis role runs it beyond loopback: `tls` holds the
+    server's cert, key and the CA (tests/support/certificates.py); clients authenticate by password."""
+
+    def __init__(self, workdir: Path, tls: Mapping[str, Path], password: str = "") -> None:
+        super().__init__(workdir, password)
+        self.tls = tls
+
+    @property
+    def url(self) -> str:
+        return super().url.replace("redis://", "rediss://", 1)
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        cmd[cmd.index("--port") + 1] = "0"
+        return [
+            *cmd,
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.tls["cert"]),
+            "--tls-key-file", str(self.tls["key"]),
+            "--tls-ca-cert-file", str(self.tls["ca"]),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
+    def ready(self) -> bool:
+        context = ssl.create_default_context(cafile=str(self.tls["ca"]))
+        context.check_hostname = False  # up or not; the names are the tests' business
+        with (
+            socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+        ):
             sock.sendall(b"PING\r\n")
             return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
 

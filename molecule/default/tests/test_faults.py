@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from tests.support import load, playbook
-from tests.support.in_container import fill_queue, http, post_many, versions
+from tests.support.in_container import fill_queue, http, post_many, redis_as_service, versions
 from tests.support.report import record
 
 FRONT = "http://127.0.0.1:80/logger/insert"
@@ -113,7 +113,7 @@ def test_a_4_gb_host_fills_its_queue_to_the_mark_with_elasticsearch_stopped_and_
         started = time.monotonic()
         fill = fill_queue(host, [f"http://127.0.0.1:{port}/logger/insert" for port in (5001, 5002)], session)
         filled = time.monotonic() - started
-        queued = int(redis_cli(host, "GET", "uqcrowd-log:queued-bytes") or 0)
+        queued = int(redis_as_service(host, "GET", "uqcrowd-log:queued-bytes") or 0)
     finally:
         assert host.run("systemctl start elasticsearch").rc == 0
     docs, drained = wait_stored(host, elastic, session, fill["accepted"], timeout=600)
@@ -132,19 +132,13 @@ def test_a_4_gb_host_fills_its_queue_to_the_mark_with_elasticsearch_stopped_and_
     assert row["lost"] == row["duplicated"] == 0, row
 
 
-def redis_cli(host, *args: str) -> str:
-    """redis-cli with the service's password, read from its env file inside the container (never on a command line)."""
-    password = r"$(sed -n 's|^UQCROWD_REDIS_URL=redis://:\(.*\)@.*|\1|p' /etc/uqcrowd-log/logger.env)"
-    return host.run(f'REDISCLI_AUTH="{password}" redis-cli ' + " ".join(["%s"] * len(args)), *args).stdout.strip()
-
-
 def test_redis_restarted_keeps_queued_events(host, elastic):
     session = f"redis-restart-{uuid.uuid4().hex[:6]}"
     assert host.run("systemctl stop uqcrowd-indexer").rc == 0
     try:
         queued = post_many(host, FRONT, {"log_type": "message", "session_id": f"{session}-queued"}, 200)
         assert queued == [202] * 200
-        depth = int(redis_cli(host, "xlen", "uqcrowd-log:events"))
+        depth = int(redis_as_service(host, "xlen", "uqcrowd-log:events"))
         start_load(host, session, rate=50, seconds=12)
         time.sleep(5)
         restarted = time.monotonic()
@@ -153,7 +147,7 @@ def test_redis_restarted_keeps_queued_events(host, elastic):
             assert time.monotonic() - restarted < 30
             time.sleep(0.2)
         recovery = time.monotonic() - restarted
-        assert int(redis_cli(host, "xlen", "uqcrowd-log:events")) >= depth  # the append-only file kept them
+        assert int(redis_as_service(host, "xlen", "uqcrowd-log:events")) >= depth  # the append-only file kept them
     finally:
         assert host.run("systemctl start uqcrowd-indexer").rc == 0
     outcome = load.result(host, session)

@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.in_container import listening
+from tests.support.in_container import listening, redis_as_service
 from tests.support.report import record
 
 SECRETS_DIR = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "inventory" / ".secrets"
 ROOT_ONLY = "/etc/uqcrowd-log/toolkit-root.env"
 ALLOWED = {
-    "redis-password": {"/etc/redis/redis.conf", "/etc/uqcrowd-log/logger.env", ROOT_ONLY},
+    # Redis's: the operator's (the default user) in its configuration only; the service's ACL user's
+    # where the service and the toolkit read it (redis.conf keeps its SHA-256).
+    "redis-password": {"/etc/redis/redis.conf"},
+    "redis-service-password": {"/etc/uqcrowd-log/logger.env", ROOT_ONLY},
     "writer-password": {"/etc/uqcrowd-log/logger.env", ROOT_ONLY, "/etc/uqcrowd-monitor/monitor.json"},
     # The toolkit's users: the reader's for the researchers' group, the others for root only.
     "reader-password": {"/etc/uqcrowd-log/toolkit-reader.env"},
@@ -56,6 +59,13 @@ def test_only_haproxy_listens_beyond_loopback(host):
 
 def test_redis_refuses_commands_without_password(host):
     assert "NOAUTH" in host.run("redis-cli ping").stdout
+
+
+def test_the_services_redis_user_cannot_reconfigure_flush_or_list_redis(host):
+    """With the service's own credentials (its env file): its stream yes; CONFIG, FLUSHALL, KEYS, another key no."""
+    assert redis_as_service(host, "XLEN", "uqcrowd-log:events").isdigit()
+    for refused in (["CONFIG", "SET", "appendonly", "no"], ["FLUSHALL"], ["KEYS", "*"], ["GET", "another:key"]):
+        assert "NOPERM" in redis_as_service(host, *refused), refused
 
 
 @pytest.mark.parametrize("secret", sorted(ALLOWED))

@@ -18,7 +18,7 @@ from tests.support.report import record
 
 
 def url(addresses, node: str, path: str) -> str:
-    return f"http://{addresses['data']}:{ES_NODES[node][0]}{path}"
+    return f"https://{addresses['data']}:{ES_NODES[node][0]}{path}"
 
 
 def health(data, addresses, elastic, node: str, want: str = "", timeout: float = 240) -> dict:
@@ -84,7 +84,7 @@ def test_one_password_and_no_bootstrap_setting_left(es_hosts):
         config = host.file("/etc/elasticsearch/elasticsearch.yml").content_string
         assert "cluster.initial_master_nodes" not in config
         assert "discovery.seed_hosts" in config
-        key = host.file("/etc/elasticsearch/certs/transport.key")
+        key = host.file("/etc/elasticsearch/certs/node.key")
         assert (key.user, key.group, key.mode) == ("root", "elasticsearch", 0o640)
     first, *others = hosts  # the CA's key stays on the first node
     assert all(not host.file("/etc/elasticsearch-ca").exists for host in others)

@@ -4,6 +4,7 @@ Every request crosses the private network: client -> lb -> app -> data."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -31,7 +32,7 @@ def front(addresses) -> str:
 
 
 def es(addresses) -> str:
-    return f"http://{addresses['data']}:9200"
+    return f"https://{addresses['data']}:9200"
 
 
 def test_each_host_runs_only_its_part(lb, app, data):
@@ -81,6 +82,25 @@ def test_redis_listens_on_the_private_address_and_refuses_commands_without_passw
 def test_elasticsearch_listens_on_the_private_address_and_refuses_anonymous_requests(app, data, addresses):
     assert ports_of(listening(data), 9200) == {addresses["data"]}
     assert http(app, "GET", f"{es(addresses)}/_cluster/health")[0] == 401
+
+
+def test_elasticsearch_is_https_between_hosts_and_its_clients_verify_it_with_the_clusters_ca(app, addresses, elastic):
+    """The loggers' host reaches it with the CA the roles gave the service, the toolkit and the monitoring;
+    a client without that CA, or in plain HTTP, gets nothing."""
+    status, text = http(app, "GET", f"{es(addresses)}/_cluster/health", auth=elastic, cafile="")  # system CAs
+    assert (status, "CERTIFICATE_VERIFY_FAILED" in text) == (0, True), text
+    plain = es(addresses).replace("https://", "http://")
+    assert http(app, "GET", f"{plain}/_cluster/health", auth=elastic)[0] == 0
+    ca = "/etc/uqcrowd-log/elasticsearch-ca.crt"
+    assert http(app, "GET", f"{es(addresses)}/_cluster/health", auth=elastic, cafile=ca)[0] == 200
+    service = app.file("/etc/uqcrowd-log/logger.env").content_string
+    assert f"UQCROWD_ES_CA_FILE={ca}" in service
+    assert f"UQCROWD_ES_URL={es(addresses)}," in service  # every node, https
+    assert f"UQCROWD_ES_CA_FILE={ca}" in app.file("/etc/uqcrowd-log/toolkit.env").content_string
+    checks = json.loads(app.file("/etc/uqcrowd-monitor/monitor.json").content_string)
+    assert checks["es_ca_file"] == "/etc/uqcrowd-monitor/elasticsearch-ca.crt"
+    checked = app.run("/usr/local/bin/uqcrowd-check elasticsearch")
+    assert checked.rc == 0, checked.stdout + checked.stderr
 
 
 def cron_checks(host) -> list[str]:

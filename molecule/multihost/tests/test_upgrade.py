@@ -26,14 +26,14 @@ ES_HOSTS = tuple(ES_NODES)
 
 
 def versions(data, addresses, elastic) -> dict[str, str]:
-    url = f"http://{addresses['data']}:9200/_cat/nodes?format=json&h=name,version"
+    url = f"https://{addresses['data']}:9200/_cat/nodes?format=json&h=name,version"
     status, nodes = http(data, "GET", url, auth=elastic)
     assert status == 200, nodes
     return {node["name"]: node["version"] for node in nodes}
 
 
 def count(data, addresses, elastic, index: str) -> int:
-    es = f"http://{addresses['data']}:9200"
+    es = f"https://{addresses['data']}:9200"
     http(data, "POST", f"{es}/{index}/_refresh", auth=elastic)
     status, answer = http(data, "GET", f"{es}/{index}/_count", auth=elastic)
     return answer["count"] if status == 200 else -status
@@ -66,7 +66,7 @@ def test_an_upgrade_with_a_new_elastic_password_under_load_loses_nothing(app, da
     new = ("elastic", new_password)
     load.stop(app, session)
     outcome = load.result(app, session, timeout=120)
-    docs, _ = load.wait_stored(data, f"http://{addresses['data']}:9200", new, session, outcome["accepted"])
+    docs, _ = load.wait_stored(data, f"https://{addresses['data']}:9200", new, session, outcome["accepted"])
     row = load.verdict(outcome, docs)
     after = versions(data, addresses, new)
     # Each node restarted once, in turn, the cluster green again before the next one.
@@ -87,7 +87,7 @@ def test_an_upgrade_with_a_new_elastic_password_under_load_loses_nothing(app, da
     assert [result for _, result in steps] == ["changed", "ok"] * len(ES_HOSTS), steps
     assert set(after.values()) == {target}, after
     for name, (port, _) in ES_NODES.items():  # each node checks the password against its own keystore
-        node = f"http://{addresses['data']}:{port}/_security/_authenticate"
+        node = f"https://{addresses['data']}:{port}/_security/_authenticate"
         assert http(data, "GET", node, auth=new)[0] == 200, name
         assert http(data, "GET", node, auth=elastic)[0] == 401, name
         assert es_hosts[name].file("/etc/elasticsearch/elastic-password").content_string.strip() == new_password
@@ -118,7 +118,7 @@ def test_a_deleted_daily_index_comes_back_from_the_snapshot(app, data, es_hosts,
     assert taken.rc == 0, taken.stdout + taken.stderr
     snapshot = re.match(r"snapshot (\S+): ", taken.stdout).group(1)
 
-    es = f"http://{addresses['data']}:9200"
+    es = f"https://{addresses['data']}:9200"
     assert http(data, "DELETE", f"{es}/{index}", auth=elastic)[0] == 200
     assert count(data, addresses, elastic, index) == -404
     started = time.monotonic()

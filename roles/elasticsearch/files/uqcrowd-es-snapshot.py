@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -31,7 +32,8 @@ def call(config: dict, method: str, path: str, body: dict | None = None) -> dict
     if config.get("username"):
         token = base64.b64encode(f"{config['username']}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(request, timeout=config.get("timeout", 3600)) as response:
+    context = ssl.create_default_context(cafile=config["ca_file"]) if config.get("ca_file") else None  # HTTP TLS
+    with urllib.request.urlopen(request, timeout=config.get("timeout", 3600), context=context) as response:
         return json.loads(response.read() or b"{}")
 
 

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -29,12 +30,16 @@ CONFIG = Path(os.environ.get("UQCROWD_MONITOR_CONFIG", "/etc/uqcrowd-monitor/mon
 Result = tuple[bool, str]  # (healthy, what was seen)
 
 
-def request(url: str, method: str = "GET", auth: tuple[str, str] | None = None, timeout: float = 10) -> tuple[int, str]:
+def request(
+    url: str, method: str = "GET", auth: tuple[str, str] | None = None, timeout: float = 10, cafile: str = ""
+) -> tuple[int, str]:
+    """(status, body) of one request; https verified against `cafile` if given, else the system's CAs."""
     req = urllib.request.Request(url, method=method)
     if auth and auth[0]:
         req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:
+        context = ssl.create_default_context(cafile=cafile or None) if url.startswith("https:") else None
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as response:
             return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
@@ -66,7 +71,8 @@ def check_elasticsearch(config: dict, state: dict) -> Result:
     urls = [url.strip() for url in config["es_url"].split(",") if url.strip()]
     problems, health = [], ""
     for url in urls:
-        status, text = request(f"{url}/_cluster/health", auth=(config["es_username"], config["es_password"]))
+        auth = (config["es_username"], config["es_password"])
+        status, text = request(f"{url}/_cluster/health", auth=auth, cafile=config.get("es_ca_file", ""))
         if status == 0:
             problems.append(f"Elasticsearch unreachable at {url}: {text}")
         elif status != 200:

@@ -1,7 +1,8 @@
-"""Redis as the role leaves it: a durable, password-protected queue on loopback."""
+"""Redis as the role leaves it: a durable, password-protected queue on loopback, over TLS only."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -11,13 +12,16 @@ import pytest
 
 from tests.support.in_container import listening, ports_of
 
+CA = "/etc/redis/tls/ca.crt"
+CLI = f"redis-cli --tls --cacert {CA}"  # TLS only, verified with the role's CA
+
 
 @pytest.fixture(scope="module")
 def cli(host):
     password = (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "redis-password").read_text().strip()
 
     def run(*args: str) -> str:
-        result = host.run("REDISCLI_AUTH=%s redis-cli --no-raw " + " ".join(["%s"] * len(args)), password, *args)
+        result = host.run(f"REDISCLI_AUTH=%s {CLI} --no-raw " + " ".join(["%s"] * len(args)), password, *args)
         assert result.rc == 0, result.stderr
         return result.stdout.strip()
 
@@ -35,11 +39,59 @@ def test_listens_on_loopback_only(host):
 
 
 def test_refuses_commands_without_the_password(host, cli):
-    assert "NOAUTH" in host.run("redis-cli ping").stdout
-    wrong = host.run("redis-cli -a wrong --no-auth-warning ping")
+    assert "NOAUTH" in host.run(f"{CLI} ping").stdout
+    wrong = host.run(f"{CLI} -a wrong --no-auth-warning ping")
     assert "WRONGPASS" in wrong.stderr
     assert "PONG" not in wrong.stdout
     assert cli("ping") == "PONG"
+
+
+def test_the_services_acl_user_has_its_keys_and_no_dangerous_command(host, cli):
+    """The service's user (redis_users) queues and reads its stream, and is refused everything else:
+    other keys, CONFIG, FLUSHALL, KEYS, ACL, SAVE; redis.conf keeps its password's SHA-256 only."""
+    password = (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "service-password").read_text().strip()
+
+    def service(*args: str) -> str:
+        command = f"REDISCLI_AUTH=%s {CLI} --user uqcrowd --no-raw " + " ".join(["%s"] * len(args))
+        return host.run(command, password, *args).stdout.strip()
+
+    assert service("XADD", "uqcrowd-log:acl-test", "*", "event", "{}").startswith('"')  # an entry id
+    assert service("XLEN", "uqcrowd-log:acl-test") == "(integer) 1"
+    assert service("EVAL", "return redis.call('XLEN', KEYS[1])", "1", "uqcrowd-log:acl-test") == "(integer) 1"
+    for refused in (
+        ["SET", "other-app:key", "1"],
+        ["EVAL", "return redis.call('GET', KEYS[1])", "1", "other-app:key"],
+        ["CONFIG", "GET", "requirepass"],
+        ["FLUSHALL"],
+        ["KEYS", "*"],
+        ["ACL", "LIST"],
+        ["SAVE"],
+    ):
+        assert "NOPERM" in service(*refused), refused
+    wrong = host.run(f"REDISCLI_AUTH=wrong {CLI} --user uqcrowd ping")
+    assert "WRONGPASS" in wrong.stdout + wrong.stderr
+    config = host.file("/etc/redis/redis.conf").content_string
+    assert password not in config
+    assert f"#{hashlib.sha256(password.encode()).hexdigest()}" in config
+    cli("DEL", "uqcrowd-log:acl-test")
+
+
+def test_tls_only_verified_with_the_roles_ca_naming_the_host(host):
+    """No plain port; the certificate from the role's CA (its key root-only), TLS 1.0/1.1 refused."""
+    assert "NOAUTH" not in host.run("redis-cli -p 6379 ping 2>&1").stdout  # plain TCP to the TLS port: nothing
+    assert "port 0" in host.file("/etc/redis/redis.conf").content_string.splitlines()
+    chain = host.run(f"openssl verify -CAfile {CA} /etc/redis/tls/redis.crt")
+    assert chain.rc == 0, chain.stdout + chain.stderr
+    names = host.run("openssl x509 -noout -ext subjectAltName -in /etc/redis/tls/redis.crt").stdout
+    assert "IP Address:127.0.0.1" in names
+    assert "DNS:localhost" in names
+    for path, owner in (("/etc/redis-ca/ca.key", "root"), ("/etc/redis/tls/redis.key", "redis")):
+        key = host.file(path)
+        assert (key.user, key.mode) == (owner, 0o600), path
+    unverified = host.run("redis-cli --tls ping 2>&1")  # the system's CAs only
+    assert "certificate verify failed" in unverified.stdout.lower(), unverified.stdout
+    old = host.run("echo | openssl s_client -connect 127.0.0.1:6379 -tls1_1 -cipher 'DEFAULT:@SECLEVEL=0' 2>&1")
+    assert "Cipher is (NONE)" in old.stdout or "no protocols available" in old.stdout, old.stdout
 
 
 def test_durable_and_never_evicting(cli):
@@ -58,7 +110,7 @@ def test_queued_entries_survive_a_restart(host, cli):
     cli("xadd", "survivor", "*", "doc", "before-restart")
     assert host.run("systemctl restart redis-server").rc == 0
     for _ in range(50):
-        if host.run("redis-cli ping").rc == 0:
+        if host.run(f"{CLI} ping").rc == 0:
             break
     entries = cli("xrange", "survivor", "-", "+")
     assert "before-restart" in entries
@@ -80,7 +132,7 @@ def test_a_full_disk_stops_redis_until_there_is_room_and_loses_nothing_acknowled
         cli("del", "full-disk")
         fill = (  # 1,000 entries of 10 kB in one session: the 4 MB are full long before the end
             "pad=$(head -c 10000 /dev/zero | tr '\\0' x); for n in $(seq 1000); do"
-            ' echo "xadd full-disk * n $n pad $pad"; done | REDISCLI_AUTH=%s redis-cli 2>&1'
+            f' echo "xadd full-disk * n $n pad $pad"; done | REDISCLI_AUTH=%s {CLI} 2>&1'
         )
         answers = host.run(fill, password()).stdout.split()
         acknowledged = sum(bool(re.fullmatch(r"[0-9]+-[0-9]+", answer)) for answer in answers)
@@ -106,7 +158,7 @@ def password() -> str:
 def wait_for_pong(host, seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if "PONG" in host.run("REDISCLI_AUTH=%s redis-cli ping", password()).stdout:
+        if "PONG" in host.run(f"REDISCLI_AUTH=%s {CLI} ping", password()).stdout:
             return
         time.sleep(0.5)
     raise AssertionError("Redis does not answer")
