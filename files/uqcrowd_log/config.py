@@ -83,6 +83,9 @@ class Settings:
     allowed_origins: tuple[str, ...] = ("*",)
     trusted_proxies: tuple[Network, ...] = ()
     bind_host: str = "127.0.0.1"
+    # HTTPS for the backends (HAProxy on another host verifies them): a PEM certificate and its key.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     threads: int = 8
     indexer_batch_events: int = 2000
     indexer_batch_bytes: int = 5 * 1024 * 1024
@@ -101,6 +104,9 @@ class Settings:
         if ip_mode not in ("full", "truncated", "none"):
             raise ConfigError(f"UQCROWD_CLIENT_IP={ip_mode!r} must be 'full', 'truncated' or 'none'")
         high_water = _int(env, "UQCROWD_QUEUE_HIGH_WATER_BYTES", cls.queue_high_water_bytes, 1)
+        tls_cert, tls_key = env.get("UQCROWD_TLS_CERT", ""), env.get("UQCROWD_TLS_KEY", "")
+        if bool(tls_cert) != bool(tls_key):
+            raise ConfigError("UQCROWD_TLS_CERT and UQCROWD_TLS_KEY go together: set both or neither")
         return cls(
             mode=mode,  # type: ignore[arg-type]
             client_ip=ip_mode,  # type: ignore[arg-type]
@@ -127,6 +133,8 @@ class Settings:
             allowed_origins=_list(env, "UQCROWD_ALLOWED_ORIGINS", "*"),
             trusted_proxies=_networks(env, "UQCROWD_TRUSTED_PROXIES", "127.0.0.1,::1"),
             bind_host=env.get("UQCROWD_BIND", cls.bind_host),
+            tls_cert_file=tls_cert,
+            tls_key_file=tls_key,
             threads=_int(env, "UQCROWD_THREADS", cls.threads, 1),
             indexer_batch_events=_int(env, "UQCROWD_INDEXER_BATCH_EVENTS", cls.indexer_batch_events, 1),
             indexer_batch_bytes=_int(env, "UQCROWD_INDEXER_BATCH_BYTES", cls.indexer_batch_bytes, 1),

@@ -15,6 +15,8 @@ from .web import app_from_env
 
 
 def serve(port: int, settings: Settings) -> None:
+    """Serve the app on `port`: HTTPS when the settings name a certificate and its key, else HTTP."""
+    tls = {"ssl_cert": Path(settings.tls_cert_file), "ssl_key": Path(settings.tls_key_file)}
     Granian(
         "uqcrowd_log.server:serving_app",
         factory=True,
@@ -25,6 +27,7 @@ def serve(port: int, settings: Settings) -> None:
         blocking_threads=settings.threads,
         working_dir=Path(__file__).resolve().parent.parent,
         log_access=False,
+        **(tls if settings.tls_cert_file else {}),
     ).serve()
 
 

@@ -7,18 +7,23 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import redis
 from elasticsearch import Elasticsearch
 from flask.testing import FlaskClient
+from selenium import webdriver
 
+from tests.support.browser import chromium
 from tests.support.report import rows_file
-from tests.support.services import ROOT, ElasticsearchServer, LoggerProcess, RedisServer
+from tests.support.services import ROOT, ElasticsearchServer, LoggerProcess, RedisServer, free_port
 from uqcrowd_log.config import Settings
 from uqcrowd_log.redis_queue import EventQueue
 from uqcrowd_log.web import create_app
@@ -137,3 +142,20 @@ def spawn(workdir: Path) -> Iterator[Callable[..., LoggerProcess]]:
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def task_page(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A static page server on its own port, so the tracker posts cross-origin as in real tasks."""
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    chrome = chromium(tmp_path)
+    yield chrome
+    chrome.quit()

@@ -7,25 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
-import threading
 import time
-from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
 from click.testing import CliRunner
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from tests.service.conftest import env_of
 from tests.service.test_indexer import count
 from tests.support.report import record
-from tests.support.services import HaproxyServer, free_port, wait_until
+from tests.support.services import HaproxyServer, wait_until
 from uqcrowd_log.cli import main
 from uqcrowd_log.completeness import SessionReport, session_reports
 
@@ -39,40 +31,6 @@ PAGE = """<!doctype html>
 <select id="choice"><option>a</option><option>b</option></select>
 </body></html>
 """
-
-
-@pytest.fixture
-def task_page(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A static page server on its own port, so the tracker posts cross-origin as in real tasks."""
-    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        pytest.fail("chromium and chromedriver are missing: run scripts/install-test-deps.sh")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    chrome = webdriver.Chrome(options=options, service=Service(executable_path=driver))
-    yield chrome
-    chrome.quit()
 
 
 def test_page_with_tracker_records_start_click_and_end_of_session(es, es_server, settings, spawn, task_page, browser):

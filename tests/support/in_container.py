@@ -210,7 +210,7 @@ print(json.dumps(result))
 """
 
 
-_SERVICE_REDIS_URL = r"s|^UQCROWD_REDIS_URL=redis://\([^:]*\):\([^@]*\)@.*|{}|p"
+_SERVICE_REDIS_URL = r"s|^UQCROWD_REDIS_URL=rediss\?://\([^:]*\):\([^@]*\)@.*|{}|p"
 
 
 def redis_as_service(host: Any, *args: str) -> str:
@@ -220,6 +220,66 @@ def redis_as_service(host: Any, *args: str) -> str:
     user, password = read.format(_SERVICE_REDIS_URL.format(r"\1")), read.format(_SERVICE_REDIS_URL.format(r"\2"))
     command = f'REDISCLI_AUTH="{password}" redis-cli --user "{user}" ' + " ".join(["%s"] * len(args))
     return host.run(command, *args).stdout.strip()
+
+
+_REDIS_PROBE = r"""
+import json, socket, ssl, sys, urllib.parse
+address, port, cafile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def talk(sock, commands):
+    replies = []
+    for command in commands:
+        words = [word.encode() for word in command]
+        sock.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words))
+        replies.append(sock.recv(200).decode(errors="replace").strip())
+    return replies
+def ask(context, commands):
+    try:
+        with socket.create_connection((address, port), 5) as raw:
+            if context is None:
+                return talk(raw, commands)
+            with context.wrap_socket(raw, server_hostname=address) as tls:
+                return talk(tls, commands)
+    except (ssl.SSLError, OSError) as error:
+        return "refused: " + (getattr(error, "reason", None) or type(error).__name__)
+lines = open("/etc/uqcrowd-log/logger.env").read().splitlines()
+login = urllib.parse.urlsplit(next(line.split("=", 1)[1] for line in lines if line.startswith("UQCROWD_REDIS_URL=")))
+user, password = urllib.parse.unquote(login.username), urllib.parse.unquote(login.password)
+service = [["AUTH", user, password], ["PING"], ["CONFIG", "GET", "dir"]]
+print(json.dumps({
+    "plain": ask(None, [["PING"]]),
+    "system_cas": ask(ssl.create_default_context(), [["PING"]]),
+    "with_ca": ask(ssl.create_default_context(cafile=cafile), [["PING"]]),
+    "as_service": ask(ssl.create_default_context(cafile=cafile), service),
+}))
+"""
+
+
+_TCP_PROBE = r"""
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()
+    print("open")
+except TimeoutError:
+    print("dropped")
+except OSError as error:
+    print(type(error).__name__)
+"""
+
+
+def tcp_probe(host: Any, address: str, port: int) -> str:
+    """The answer to a TCP connection from `host` to `address`:`port`: "open", "dropped" (no answer in 3 s:
+    a firewall) or the error's name (e.g. ConnectionRefusedError)."""
+    return host.check_output(f"python3 -c {shlex.quote(_TCP_PROBE)} {address} {port}")
+
+
+def redis_probe(host: Any, address: str, port: int, cafile: str) -> dict[str, Any]:
+    """What Redis at `address` answers, from `host` (a logger host: the service's login is read from its
+    env file there, never put on a command line): `plain` to PING in plain TCP, `system_cas` and `with_ca`
+    to PING over TLS verified with the system's CAs or with `cafile`, `as_service` to AUTH as the service,
+    PING and CONFIG GET over TLS ("refused: ..." when the connection fails; else the replies)."""
+    result = host.run(f"python3 -c {shlex.quote(_REDIS_PROBE)} {address} {port} {cafile}")
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def transport_probe(host: Any, address: str, port: int) -> dict[str, Any]:

@@ -44,8 +44,12 @@ def run_unchanged(playbook: str, *args: str) -> str:
     recap = output[output.index("PLAY RECAP") :]
     task = r"^(?:TASK|RUNNING HANDLER) \[(.*?)\].*\n"
     changed = re.findall(task + r"(?:(?!TASK \[|RUNNING HANDLER \[).*\n)*?changed: \[(.*?)\]", output, re.M)
-    assert all(" changed=0 " in line for line in recap.splitlines() if " ok=" in line), (changed, recap)
-    return output
+    if all(" changed=0 " in line for line in recap.splitlines() if " ok=" in line):
+        return output
+    block = r"^(?:TASK|RUNNING HANDLER) \[.*?(?=^TASK \[|^RUNNING HANDLER \[|^PLAY RECAP)"
+    blocks = re.findall(block, output, re.M | re.S)
+    shown = "".join(block[:1500] for block in blocks if "changed: [" in block)  # with --diff: what would change
+    raise AssertionError(f"{changed}\n{shown}\n{recap[:1500]}")
 
 
 def service_release(dest: Path, version: str) -> Path:

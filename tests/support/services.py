@@ -274,7 +274,7 @@ class LoggerProcess(Process):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.env.get('UQCROWD_TLS_CERT') else 'http'}://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         return [sys.executable, str(LOGGER), str(self.port) if self.what == "backend" else "indexer"]
@@ -285,6 +285,12 @@ class LoggerProcess(Process):
     def ready(self) -> bool:
         if self.what != "backend":  # the indexer logs "started" once its signal handlers are in place
             return " started: " in self.log.read_text(errors="replace")
+        if self.env.get("UQCROWD_TLS_CERT"):  # HTTPS: verified with the ca.crt beside it (certificates.py)
+            with socket.create_connection(("127.0.0.1", self.port), 2) as raw:
+                ssl.create_default_context(cafile=Path(self.env["UQCROWD_TLS_CERT"]).with_name("ca.crt")).wrap_socket(
+                    raw, server_hostname="localhost"
+                ).close()
+            return True
         return requests.get(f"{self.url}/logger/health", timeout=2).status_code == 200
 
 

@@ -5,7 +5,12 @@ Every request crosses the private network: client -> lb -> app -> data."""
 from __future__ import annotations
 
 import json
+import re
+import socket
+import subprocess
+import time
 import uuid
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -15,16 +20,14 @@ from tests.support.in_container import (
     http,
     listening,
     ports_of,
+    post_many,
     post_with_one_backend_stopped,
+    redis_probe,
     running_backends,
+    tcp_probe,
     wait_documents,
 )
 from tests.support.playbook import converge, run_unchanged
-
-_REDIS_PING = (
-    "import socket, sys; s = socket.create_connection((sys.argv[1], 6379), 5); "
-    "s.sendall(b'PING\\r\\n'); print(s.recv(200).decode().strip())"
-)
 
 
 def front(addresses) -> str:
@@ -72,11 +75,22 @@ def test_backends_listen_on_the_private_address_and_haproxy_sees_them_up(lb, app
     assert {row[17] for row in rows} == {"UP"}
 
 
-def test_redis_listens_on_the_private_address_and_refuses_commands_without_password(app, data, addresses):
+def test_redis_is_tls_only_between_hosts_and_the_service_verifies_it_and_logs_in_as_its_own_user(app, data, addresses):
+    """On its private address Redis speaks TLS only (no plain port), with a certificate from the redis
+    role's CA naming that address; the service verifies it and logs in as its own user, which is refused
+    CONFIG; a client without the CA, or without a password, gets nothing."""
     assert ports_of(listening(data), 6379) == {"127.0.0.1", addresses["data"]}
-    answer = app.run(f'python3 -c "{_REDIS_PING}" {addresses["data"]}')
-    assert answer.rc == 0, answer.stderr
-    assert answer.stdout.startswith("-NOAUTH")
+    ca = "/etc/uqcrowd-log/redis-ca.crt"
+    answers = redis_probe(app, addresses["data"], 6379, ca)
+    assert answers["plain"] in ([""], "refused: ConnectionResetError"), answers  # no plain-text Redis
+    assert answers["system_cas"] == "refused: CERTIFICATE_VERIFY_FAILED", answers
+    assert answers["with_ca"][0].startswith("-NOAUTH"), answers
+    assert answers["as_service"][:2] == ["+OK", "+PONG"], answers
+    assert answers["as_service"][2].startswith("-NOPERM"), answers
+    for env in ["/etc/uqcrowd-log/logger.env", "/etc/uqcrowd-log/toolkit-root.env"]:
+        content = app.file(env).content_string
+        assert f"UQCROWD_REDIS_CA_FILE={ca}" in content, env
+        assert re.search(rf"^UQCROWD_REDIS_URL=rediss://uqcrowd:[^@]+@{addresses['data']}:6379/0$", content, re.M), env
 
 
 def test_elasticsearch_listens_on_the_private_address_and_refuses_anonymous_requests(app, data, addresses):
@@ -101,6 +115,96 @@ def test_elasticsearch_is_https_between_hosts_and_its_clients_verify_it_with_the
     assert checks["es_ca_file"] == "/etc/uqcrowd-monitor/elasticsearch-ca.crt"
     checked = app.run("/usr/local/bin/uqcrowd-check elasticsearch")
     assert checked.rc == 0, checked.stdout + checked.stderr
+
+
+def from_here(address: str, port: int) -> str:
+    """tcp_probe's answer from this machine: outside the inventory, on the scenario's network."""
+    try:
+        socket.create_connection((address, port), 3).close()
+        return "open"
+    except TimeoutError:
+        return "dropped"
+    except OSError as error:
+        return type(error).__name__
+
+
+def test_the_firewall_opens_redis_elasticsearch_and_backends_only_to_the_hosts_using_them(lb, app, data, addresses):
+    """Redis to the loggers, Elasticsearch's HTTP to the loggers, the monitoring and its nodes, the backends
+    to HAProxy's host; lb (in the inventory, needing neither) and this machine (outside it) get nothing."""
+    clients = {"lb": lb, "app": app, "data": data}
+    ports = [("data", 6379, "app"), ("data", 9200, "app"), ("data", 9201, "app"), ("app", 5001, "lb")]  # 9201: es2
+    seen, expected = {}, {}
+    for server, port, allowed in ports:
+        for name, client in clients.items():
+            if name != server:
+                seen[f"{name} -> {server}:{port}"] = tcp_probe(client, addresses[server], port)
+                expected[f"{name} -> {server}:{port}"] = "open" if name == allowed else "dropped"
+        seen[f"outside -> {server}:{port}"] = from_here(addresses[server], port)
+        expected[f"outside -> {server}:{port}"] = "dropped"
+    assert seen == expected
+    # The transport listens on loopback in this scenario (inventory/hosts.yml): its rule names the nodes only.
+    table = data.check_output("nft list table inet uqcrowd_log")
+    nodes = rf"set elasticsearch_transport_ipv4 {{\s*type ipv4_addr\s*elements = {{ {addresses['data']} }}"
+    assert re.search(nodes, table), table
+
+
+def service_secrets(app) -> list[str]:
+    """Every password the loggers' host holds for Elasticsearch and Redis (its env files)."""
+    secrets = []
+    for env in ["logger.env", "toolkit-root.env", "toolkit-reader.env"]:
+        for line in app.file(f"/etc/uqcrowd-log/{env}").content_string.splitlines():
+            name, _, value = line.partition("=")
+            if name.endswith("_PASSWORD") and value:
+                secrets.append(value)
+            if name == "UQCROWD_REDIS_URL":
+                secrets.append(unquote(urlsplit(value).password or ""))
+    return [secret for secret in set(secrets) if len(secret) >= 12]
+
+
+@pytest.mark.timeout(300)
+def test_a_capture_of_the_private_network_finds_nothing_in_clear(app, data, addresses, elastic, tmp_path):
+    """tcpdump on the scenario's bridge (every packet between its hosts) while events go through HAProxy
+    to the backends, the queue and Elasticsearch, and a toolkit export reads them back. Between the hosts
+    no password, no Authorization header and no event text is in clear. The clients' side (the load
+    generator to HAProxy's port 80: HTTPS from browsers in production) carries the same text in clear:
+    the capture does see payloads."""
+    bridge = subprocess.check_output(
+        ["podman", "network", "inspect", "uqcrowd-multihost", "--format", "{{.NetworkInterface}}"], text=True
+    ).strip()
+    capture = tmp_path / "bridge.pcap"
+    command = ["tcpdump", "-i", bridge, "-s", "0", "-U", "-w", str(capture), "tcp"]
+    tcpdump = subprocess.Popen(command, stderr=subprocess.PIPE)
+    try:
+        assert b"listening on" in tcpdump.stderr.readline()
+        marker = f"in-clear-{uuid.uuid4().hex}"
+        session = f"mh-capture-{uuid.uuid4().hex[:8]}"
+        event = {"log_type": "message", "session_id": session, "content": {"message": marker}}
+        assert post_many(app, f"{front(addresses)}/insert", event, 100) == [202] * 100
+        assert len(wait_documents(data, es(addresses), elastic, session, 100, timeout=30)) == 100
+        exported = app.run(f"uqcrowd-log export --session-id {session} -o -")
+        assert exported.rc == 0, exported.stderr
+        assert exported.stdout.count(marker) == 100
+        time.sleep(1)
+    finally:
+        tcpdump.terminate()
+        tcpdump.wait(30)
+
+    def packets(expression: str) -> bytes:
+        part = tmp_path / f"{expression.replace(' ', '_')}.pcap"
+        subprocess.run(["tcpdump", "-r", str(capture), "-w", str(part), expression], check=True, capture_output=True)
+        return part.read_bytes()
+
+    clients_side = packets("tcp port 80")
+    between_hosts = packets("not tcp port 80")
+    assert marker.encode() in clients_side  # a payload in clear is seen where there is one
+    # Each link was there: HAProxy -> backends, backends and indexer -> Redis, indexer and toolkit -> Elasticsearch.
+    for link in ("tcp portrange 5001-5099", "tcp port 6379", "tcp port 9200"):
+        assert len(packets(link)) > 2_000, link  # a TLS handshake and more (a capture file alone: 24 bytes)
+    assert marker.encode() not in between_hosts
+    assert b"authorization:" not in between_hosts.lower()
+    secrets = service_secrets(app)
+    assert len(secrets) >= 3
+    assert [secret for secret in secrets if secret.encode() in between_hosts] == []
 
 
 def cron_checks(host) -> list[str]:

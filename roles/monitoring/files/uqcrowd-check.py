@@ -50,7 +50,7 @@ def request(
 def metrics(config: dict) -> Callable[..., float]:
     """The service's metrics, read once: a function giving one sample (name with its labels, if any),
     or `default` when absent."""
-    status, text = request(config["metrics_url"])
+    status, text = request(config["metrics_url"], cafile=config.get("metrics_ca_file", ""))
     if status != 200:
         raise ValueError(f"{config['metrics_url']} answered {status or 'nothing'}")
 
@@ -93,7 +93,8 @@ def check_logger(config: dict, state: dict) -> Result:
     ready, _ = request(f"{config['logger_url']}/ready")
     seen = f"HEAD /logger/insert -> {insert} (want 405), GET /logger/ready -> {ready} (want 200)"
     if ready != 200:
-        status, text = request(config["metrics_url"].removesuffix("/metrics") + "/ready")
+        ready = config["metrics_url"].removesuffix("/metrics") + "/ready"
+        status, text = request(ready, cafile=config.get("metrics_ca_file", ""))
         try:
             seen += f"; a backend's /logger/ready: {status} {json.loads(text)['error']}"
         except (ValueError, KeyError, TypeError):
@@ -152,7 +153,7 @@ def check_dead_letters(config: dict, state: dict) -> Result:
 def check_indexer(config: dict, state: dict) -> Result:
     active = subprocess.run(["systemctl", "is-active", config["indexer_unit"]], capture_output=True, text=True)
     seen = f"{config['indexer_unit']} is {active.stdout.strip() or 'unknown'}"
-    status, text = request(config["metrics_url"])
+    status, text = request(config["metrics_url"], cafile=config.get("metrics_ca_file", ""))
     fault = re.search(r'^uqcrowd_indexer_fault\{consumer="([^"]*)",what="((?:[^"\\]|\\.)*)"\} 1', text, re.M)
     if status == 200 and fault:
         return False, f"{seen}, but paused on {fault.group(1)}: {fault.group(2)}"

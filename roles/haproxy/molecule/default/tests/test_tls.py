@@ -7,9 +7,20 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import ssl
+import threading
 import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from selenium.webdriver.common.by import By
+
+from tests.support.browser import chromium
+from tests.support.certificates import make_ca_and_server
+from tests.support.services import wait_until
 
 DOMAIN = "uqcrowd-haproxy.test"
 PEM = "/etc/haproxy/certs/uqcrowd.pem"
@@ -98,6 +109,67 @@ def test_https_answers_with_hsts_and_plain_http_without(host, pebble_root):
         "print(r.status, r.getheader('Strict-Transport-Security'))"
     )
     assert host.run(f"python3 -c {shlex.quote(script)}").stdout.split() == ["202", "max-age=600"]
+
+
+@pytest.fixture
+def https_task_page(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
+    """A task page on its own HTTPS origin on this machine (as MTurk's or Prolific's would be), which loads
+    the tracker from the domain HAProxy has its ACME certificate for: (URL, the page's CA, experiment id)."""
+    experiment = f"https-{uuid.uuid4().hex[:8]}"
+    page = (
+        f'<!doctype html><html><head><title>task</title><script>var exp_id_preDefined = "{experiment}";</script>'
+        f'<script src="https://{DOMAIN}/logger/logger.js"></script></head>'
+        '<body><button id="answer">Answer</button></body></html>'
+    ).encode()
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    tls = make_ca_and_server(tmp_path / "page-tls", "127.0.0.1", "IP:127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls["cert"], tls["key"])
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/task.html", tls["ca"], experiment
+    server.shutdown()
+
+
+def test_chromium_on_an_https_task_page_loads_the_tracker_and_posts_over_https(
+    host, pebble_root, https_task_page, tmp_path
+):
+    """No mixed content: the page, the tracker and its POST are HTTPS, verified by the browser against the
+    ACME CA's root (and the page's own CA), as a browser trusts Let's Encrypt's; the backend's 202 is read
+    (CORS) and the tracker forgets what it sent."""
+    url, page_ca, experiment = https_task_page
+    root = tmp_path / "pebble-root.pem"
+    root.write_text(host.file(pebble_root).content_string)
+    address = host.run("hostname -I").stdout.split()[0]
+    resolve = f"--host-resolver-rules=MAP {DOMAIN} {address}"  # the name, as DNS would give it, to the container
+    browser = chromium(tmp_path / "chromium", resolve, trusted_cas=(root, page_ca))
+    try:
+        browser.get(url)
+        wait_until(lambda: browser.execute_script("return typeof window.uqcrowdLogger !== 'undefined'"), 20, "tracker")
+        assert browser.execute_script("return window.isSecureContext && location.protocol") == "https:"
+        browser.find_element(By.ID, "answer").click()
+        posted = f"cat /var/log/echo-backend-*.bodies 2>/dev/null | grep -c {experiment}"
+        wait_until(lambda: host.run(posted).stdout.strip() not in ("", "0"), 20, "an insert through HAProxy")
+        pending = "return Object.keys(localStorage).filter(k => k.startsWith('uqcrowd-log:e:')).length"
+        wait_until(lambda: browser.execute_script(pending) == 0, 20, "the tracker confirmed by the 202")
+        fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert f"https://{DOMAIN}/logger/logger.js" in fetched
+        assert f"https://{DOMAIN}/logger/insert" in fetched
+        assert [name for name in fetched if not name.startswith("https://")] == [], fetched  # no mixed content
+    finally:
+        browser.quit()
 
 
 @pytest.mark.timeout(300)

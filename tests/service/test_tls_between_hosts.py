@@ -1,6 +1,7 @@
-"""The queue over TLS, as the redis role serves it beyond loopback: the service verifies Redis's
+"""TLS between hosts. The queue, as the redis role serves it beyond loopback: the service verifies Redis's
 certificate with the CA it is given (UQCROWD_REDIS_CA_FILE), and gets nothing from a Redis it cannot
-verify or by speaking plain TCP to it."""
+verify or by speaking plain TCP to it. The backends, as the logger role runs them when HAProxy is on
+another host: HTTPS only (UQCROWD_TLS_CERT, UQCROWD_TLS_KEY)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 
+from tests.service.conftest import env_of
 from tests.support.certificates import make_ca_and_server
 from tests.support.services import TlsRedisServer
 from uqcrowd_log.config import Settings
@@ -62,3 +65,18 @@ def test_plain_tcp_to_the_tls_port_gets_nothing(tls_redis):
     plain = by_name(tls_redis).replace("rediss://", "redis://", 1)
     with pytest.raises(redis.ConnectionError):
         connect(plain).ping()
+
+
+def test_a_backend_given_a_certificate_answers_https_only_verified_by_its_ca(spawn, settings, certificates):
+    tls = {"UQCROWD_TLS_CERT": str(certificates["cert"]), "UQCROWD_TLS_KEY": str(certificates["key"])}
+    env = {**env_of(settings), **tls}
+    backend = spawn(env)
+    url = backend.url.replace("127.0.0.1", "localhost")
+    assert url.startswith("https://")
+    event = {"log_type": "message", "session_id": "tls", "sequence_number": 0}
+    answer = requests.post(f"{url}/logger/insert", json=event, verify=certificates["ca"], timeout=10)
+    assert answer.status_code == 202, answer.text
+    with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        requests.get(f"{url}/logger/ready", timeout=10)  # the system's CAs
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(url.replace("https://", "http://") + "/logger/ready", timeout=10)  # no plain HTTP

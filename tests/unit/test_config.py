@@ -1,0 +1,19 @@
+"""Settings from the environment: what is refused at start, in one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from uqcrowd_log.config import ConfigError, Settings
+
+
+@pytest.mark.parametrize("given", [{"UQCROWD_TLS_CERT": "/c.pem"}, {"UQCROWD_TLS_KEY": "/k.pem"}])
+def test_a_certificate_without_its_key_or_a_key_without_its_certificate_is_refused(given):
+    with pytest.raises(ConfigError, match="UQCROWD_TLS_CERT and UQCROWD_TLS_KEY go together"):
+        Settings.from_env(given)
+
+
+def test_https_is_off_unless_both_are_given():
+    assert (Settings.from_env({}).tls_cert_file, Settings.from_env({}).tls_key_file) == ("", "")
+    both = Settings.from_env({"UQCROWD_TLS_CERT": "/c.pem", "UQCROWD_TLS_KEY": "/k.pem"})
+    assert (both.tls_cert_file, both.tls_key_file) == ("/c.pem", "/k.pem")
