@@ -87,6 +87,11 @@ class Settings:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     threads: int = 8
+    # The researchers' dashboard (its own process): the users file (name:password-hash lines), its
+    # port, and how long a session not yet complete stays "in progress" after its last event.
+    dashboard_users_file: str = ""
+    dashboard_port: int = 5100
+    dashboard_idle_seconds: int = 1800
     indexer_batch_events: int = 2000
     indexer_batch_bytes: int = 5 * 1024 * 1024
     indexer_linger_ms: int = 200
@@ -136,6 +141,9 @@ class Settings:
             tls_cert_file=tls_cert,
             tls_key_file=tls_key,
             threads=_int(env, "UQCROWD_THREADS", cls.threads, 1),
+            dashboard_users_file=env.get("UQCROWD_DASHBOARD_USERS_FILE", ""),
+            dashboard_port=_int(env, "UQCROWD_DASHBOARD_PORT", cls.dashboard_port, 1),
+            dashboard_idle_seconds=_int(env, "UQCROWD_DASHBOARD_IDLE_SECONDS", cls.dashboard_idle_seconds, 1),
             indexer_batch_events=_int(env, "UQCROWD_INDEXER_BATCH_EVENTS", cls.indexer_batch_events, 1),
             indexer_batch_bytes=_int(env, "UQCROWD_INDEXER_BATCH_BYTES", cls.indexer_batch_bytes, 1),
             indexer_linger_ms=_int(env, "UQCROWD_INDEXER_LINGER_MS", cls.indexer_linger_ms, 0),

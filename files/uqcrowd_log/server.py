@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
@@ -11,14 +12,16 @@ from granian import Granian
 from granian.constants import Interfaces
 
 from .config import Settings
+from .dashboard.app import dashboard_from_env
 from .web import app_from_env
 
 
-def serve(port: int, settings: Settings) -> None:
-    """Serve the app on `port`: HTTPS when the settings name a certificate and its key, else HTTP."""
+def serve(port: int, settings: Settings, factory: str = "uqcrowd_log.server:serving_app") -> None:
+    """Serve the app `factory` makes (an ingest backend's by default) on `port`: HTTPS when the settings
+    name a certificate and its key, else HTTP."""
     tls = {"ssl_cert": Path(settings.tls_cert_file), "ssl_key": Path(settings.tls_key_file)}
     Granian(
-        "uqcrowd_log.server:serving_app",
+        factory,
         factory=True,
         address=settings.bind_host,
         port=port,
@@ -35,6 +38,14 @@ def serving_app() -> Flask:
     """The WSGI factory Granian's worker calls. Granian's main process has bound the port before it
     starts the worker, so once the app exists the backend serves: systemd is told so."""
     app = app_from_env()
+    notify_ready()
+    return app
+
+
+def serving_dashboard() -> Flask:
+    """The WSGI factory of the dashboard's process (logger.py dashboard), logging as the backends do."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app = dashboard_from_env()
     notify_ready()
     return app
 

@@ -18,13 +18,11 @@ import requests
 from tests.service.test_tracker import (  # noqa: F401 (fixtures)
     EDGE_PAGE,
     PRODUCE,
-    browser,
     edge,
     leave,
     open_task,
     row,
     seconds_until_stored,
-    task_page,
     wait_complete,
 )
 from tests.support.report import record

@@ -1,0 +1,131 @@
+"""The dashboard's pages and the original's JSON lookups, every one behind the login (auth.py)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from elastic_transport import TransportError
+from elasticsearch import Elasticsearch
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request
+from markupsafe import Markup
+
+from .. import elastic
+from ..config import Settings
+from . import charts, queries
+from .auth import allowed, read_users
+
+pages = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+lookups = Blueprint("analytics", __name__, url_prefix="/analytics")
+REALM = 'Basic realm="UQCrowd-Log dashboard", charset="UTF-8"'
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every page reads: Elasticsearch (as the reader user), the events' indices, the researchers'
+    logins, and how long an unfinished session stays in progress."""
+
+    client: Elasticsearch
+    index: str
+    users: Mapping[str, str]
+    idle: timedelta
+
+
+def _context() -> Context:
+    return current_app.extensions["dashboard"]
+
+
+def _client() -> Elasticsearch:
+    return _context().client
+
+
+def _index() -> str:
+    return _context().index
+
+
+def _idle() -> timedelta:
+    return _context().idle
+
+
+def _login_required() -> Response | None:
+    if allowed(_context().users, request.authorization):
+        return None
+    return Response("login required\n", 401, {"WWW-Authenticate": REALM, "Content-Type": "text/plain"})
+
+
+@pages.get("/")
+def experiments() -> str:
+    now = datetime.now(UTC)
+    return render_template("experiments.html", experiments=queries.experiments(_client(), _index(), now, _idle()))
+
+
+@pages.get("/experiment/<exp_id>")
+def experiment(exp_id: str) -> str:
+    now = datetime.now(UTC)
+    worker_id = request.args.get("worker_id", "").strip()
+    reports = queries.sessions(_client(), _index(), exp_id, worker_id)
+    if not reports and not worker_id:
+        abort(404)
+    days = queries.events_per_day(_client(), _index(), exp_id)
+    return render_template(
+        "experiment.html",
+        exp_id=exp_id,
+        worker_id=worker_id,
+        sessions=[(report, queries.status(report, now, _idle())) for report in reports],
+        by_status=queries.count_by_status(reports, now, _idle()),
+        per_day=Markup(charts.bars(days)),
+    )
+
+
+@pages.get("/experiment/<exp_id>/session/<session_id>")
+def session(exp_id: str, session_id: str) -> str:
+    reports = [r for r in queries.sessions(_client(), _index(), exp_id) if r.session_id == session_id]
+    if not reports:
+        abort(404)
+    report = reports[0]
+    return render_template(
+        "session.html", exp_id=exp_id, report=report, status=queries.status(report, datetime.now(UTC), _idle())
+    )
+
+
+@lookups.post("/session/worker/<worker_id>")
+def by_worker(worker_id: str) -> Response:
+    return jsonify([r.as_row() for r in queries.sessions_of_worker(_client(), _index(), worker_id)])
+
+
+@lookups.post("/session/client/<fingerprint>")
+def by_fingerprint(fingerprint: str) -> Response:
+    return jsonify([r.as_row() for r in queries.sessions_of_fingerprint(_client(), _index(), fingerprint)])
+
+
+def _elasticsearch_unavailable(error: TransportError) -> Response:
+    logging.getLogger(__name__).warning("Elasticsearch: %s", error)
+    return Response(
+        "Elasticsearch is not answering: try again in a minute\n",
+        503,
+        {"Retry-After": "30", "Content-Type": "text/plain"},
+    )
+
+
+def create_dashboard(settings: Settings, users: Mapping[str, str], client: Elasticsearch | None = None) -> Flask:
+    app = Flask(__name__, static_folder=None)
+    app.extensions["dashboard"] = Context(
+        client=client or elastic.connect(settings),
+        index=f"{settings.index_prefix}-*",
+        users=dict(users),
+        idle=timedelta(seconds=settings.dashboard_idle_seconds),
+    )
+    app.before_request(_login_required)
+    app.register_blueprint(pages)
+    app.register_blueprint(lookups)
+    app.register_error_handler(TransportError, _elasticsearch_unavailable)
+    return app
+
+
+def dashboard_from_env() -> Flask:
+    """The dashboard of UQCROWD_* settings, for the users of UQCROWD_DASHBOARD_USERS_FILE."""
+    settings = Settings.from_env()
+    return create_dashboard(settings, read_users(Path(settings.dashboard_users_file)))

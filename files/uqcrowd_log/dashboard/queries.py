@@ -1,0 +1,121 @@
+"""What the dashboard shows, read from Elasticsearch: the studies at a glance, one experiment's
+sessions (the toolkit's completeness reports, as `uqcrowd-log sessions` gives them), its events over
+time, and the original's two lookups (sessions of a worker, of a browser fingerprint)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from elasticsearch import Elasticsearch
+
+from ..completeness import SessionReport, session_reports
+from ..toolkit.selection import Selection, stream
+from ..toolkit.sessions import read_reports
+
+Status = Literal["complete", "in progress", "incomplete"]
+# The tracker's fingerprint event (static/logger.js: browser_event "fingerprint", details.hash).
+FINGERPRINT_EVENT = {"term": {"content.browser_event": "fingerprint"}}
+
+
+def status(report: SessionReport, now: datetime, idle: timedelta) -> Status:
+    """Complete (its End Session's count all stored, once), in progress (not yet, and its last event
+    less than `idle` ago), or incomplete."""
+    if report.complete:
+        return "complete"
+    if report.last_time is not None and now - report.last_time < idle:
+        return "in progress"
+    return "incomplete"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment at a glance."""
+
+    exp_id: str
+    events_total: int
+    events_today: int
+    last_event: datetime | None
+    sessions: dict[Status, int]
+
+
+def count_by_status(reports: Iterable[SessionReport], now: datetime, idle: timedelta) -> dict[Status, int]:
+    counts: dict[Status, int] = {"in progress": 0, "complete": 0, "incomplete": 0}
+    for report in reports:
+        counts[status(report, now, idle)] += 1
+    return counts
+
+
+def experiments(client: Elasticsearch, index: str, now: datetime, idle: timedelta) -> list[Experiment]:
+    """Every experiment with events, the most recently active first."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    answer = client.search(
+        index=index,
+        size=0,
+        ignore_unavailable=True,
+        aggs={
+            "experiments": {
+                "terms": {"field": "exp_id", "size": 1000, "missing": ""},
+                "aggs": {
+                    "last": {"max": {"field": "server_time"}},
+                    "today": {"filter": {"range": {"server_time": {"gte": today.isoformat()}}}},
+                },
+            }
+        },
+    )
+    found = []
+    for bucket in answer.get("aggregations", {}).get("experiments", {}).get("buckets", []):
+        reports = read_reports(client, index, Selection(exp_id=bucket["key"])) if bucket["key"] else []
+        last = bucket["last"].get("value")
+        found.append(
+            Experiment(
+                exp_id=bucket["key"],
+                events_total=bucket["doc_count"],
+                events_today=bucket["today"]["doc_count"],
+                last_event=datetime.fromtimestamp(last / 1000, UTC) if last is not None else None,
+                sessions=count_by_status(reports, now, idle),
+            )
+        )
+    return sorted(found, key=lambda e: e.last_event or datetime.min.replace(tzinfo=UTC), reverse=True)
+
+
+def sessions(client: Elasticsearch, index: str, exp_id: str, worker_id: str = "") -> list[SessionReport]:
+    """The experiment's sessions (of one worker if given), by session id."""
+    return read_reports(client, index, Selection(exp_id=exp_id, worker_id=worker_id))
+
+
+def events_per_day(client: Elasticsearch, index: str, exp_id: str) -> list[tuple[str, int]]:
+    """(YYYY-MM-DD, events stored that day, UTC) from the experiment's first day to its last."""
+    answer = client.search(
+        index=index,
+        size=0,
+        ignore_unavailable=True,
+        query=Selection(exp_id=exp_id).query(),
+        aggs={"days": {"date_histogram": {"field": "server_time", "calendar_interval": "day", "format": "yyyy-MM-dd"}}},
+    )
+    buckets = answer.get("aggregations", {}).get("days", {}).get("buckets", [])
+    return [(bucket["key_as_string"], bucket["doc_count"]) for bucket in buckets]
+
+
+def sessions_of_worker(client: Elasticsearch, index: str, worker_id: str) -> list[SessionReport]:
+    """Every session of the worker, in any experiment (the original's lookup by worker id)."""
+    return read_reports(client, index, Selection(worker_id=worker_id))
+
+
+def sessions_of_fingerprint(client: Elasticsearch, index: str, fingerprint: str) -> list[SessionReport]:
+    """Every session whose browser sent this fingerprint (the tracker's fingerprint event), whatever
+    worker id it gave (the original's lookup by client)."""
+    answer = client.search(
+        index=index,
+        size=0,
+        ignore_unavailable=True,
+        query={"bool": {"filter": [FINGERPRINT_EVENT, {"term": {"content.details.hash": fingerprint}}]}},
+        aggs={"sessions": {"terms": {"field": "session_id", "size": 1000}}},
+    )
+    ids = [bucket["key"] for bucket in answer.get("aggregations", {}).get("sessions", {}).get("buckets", [])]
+    documents: list[dict[str, Any]] = []
+    for session_id in ids:
+        documents.extend(hit["_source"] for hit in stream(client, index, Selection(session_id=session_id)))
+    return session_reports(documents)

@@ -1,0 +1,135 @@
+"""The researchers' dashboard (files/uqcrowd_log/dashboard) on real Elasticsearch, with sessions made by
+the real tracker in headless Chromium: the login, the experiments and sessions it lists (the same
+completeness reports as `uqcrowd-log sessions`), its chart, and the original's two lookups."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from dataclasses import replace
+
+import pytest
+from selenium.webdriver.common.by import By
+from werkzeug.security import generate_password_hash
+
+from tests.service.conftest import env_of
+from tests.service.test_indexer import count
+from tests.service.test_toolkit import run
+from tests.service.test_tracker import PAGE
+from tests.support.services import wait_until
+from uqcrowd_log.dashboard.app import create_dashboard
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def users() -> dict[str, str]:
+    return {"researcher": generate_password_hash(PASSWORD)}
+
+
+@pytest.fixture
+def dashboard(settings, es, users):
+    return create_dashboard(replace(settings, dashboard_idle_seconds=3), users, client=es).test_client()
+
+
+def login(password: str = PASSWORD, user: str = "researcher") -> dict[str, tuple[str, str]]:
+    return {"auth": (user, password)}
+
+
+URLS = [
+    ("GET", "/dashboard/"),
+    ("GET", "/dashboard/experiment/exp-42"),
+    ("GET", "/dashboard/experiment/exp-42/session/s"),
+    ("POST", "/analytics/session/worker/W1"),
+    ("POST", "/analytics/session/client/abc"),
+    ("GET", "/dashboard/no-such-page"),
+]
+
+
+@pytest.mark.parametrize(("method", "url"), URLS)
+def test_every_url_refuses_a_request_without_the_right_login(dashboard, method, url):
+    for options in [{}, login("wrong"), login(user="nobody"), {"headers": {"Authorization": "Bearer x"}}]:
+        answer = dashboard.open(url, method=method, **options)
+        assert answer.status_code == 401, (url, options)
+        assert answer.headers["WWW-Authenticate"].startswith("Basic ")
+        assert answer.get_data(as_text=True) == "login required\n"
+
+
+def test_the_right_login_is_accepted(dashboard):
+    assert dashboard.get("/dashboard/", **login()).status_code == 200
+
+
+def test_elasticsearch_down_is_a_503_in_one_line(settings, users):
+    down = create_dashboard(replace(settings, es_url="http://127.0.0.1:9"), users).test_client()
+    answer = down.get("/dashboard/", **login())
+    assert (answer.status_code, answer.headers["Retry-After"]) == (503, "30")
+    assert answer.get_data(as_text=True) == "Elasticsearch is not answering: try again in a minute\n"
+
+
+def _session(browser, origin: str, worker: str, backend=None) -> str:
+    """One task page of `worker` in the browser: Start Session, its fingerprint, a click, then End
+    Session as the page goes; when `backend` is given it is stopped first, and the worker never comes
+    back (the page's stored events cleared): the session is cut short."""
+    browser.get(f"{origin}/task.html?workerId={worker}&hitId=H-{worker}&assignmentId=A-{worker}")
+    session_id = browser.execute_script("return window.session_id")
+    browser.find_element(By.ID, "answer").click()
+    pending = "return Object.keys(localStorage).filter(k => k.startsWith('uqcrowd-log:e:')).length"
+    wait_until(lambda: browser.execute_script(pending) == 0, 20, "the page's events sent")
+    if backend is not None:
+        backend.stop()
+    browser.get(f"{origin}/")  # pagehide: End Session (lost when the backend is down); no tracker here
+    if backend is not None:
+        browser.execute_script("localStorage.clear()")
+    return session_id
+
+
+def test_three_tracked_sessions_one_cut_short_as_the_cli_reports_them(
+    es, es_server, settings, spawn, task_page, browser, dashboard
+):
+    env = env_of(settings, es_server.url)
+    backend = spawn(env)
+    spawn(env, "indexer")
+    directory, origin = task_page
+    (directory / "task.html").write_text(PAGE.format(backend=backend.url))
+    ids = [_session(browser, origin, "W1"), _session(browser, origin, "W2"), _session(browser, origin, "W3", backend)]
+    wait_until(lambda: count(es, settings) >= 3 * 3 + 2, 30, "the sessions indexed", interval=0.5)
+    time.sleep(3)  # dashboard_idle_seconds: the cut-short session is no longer in progress
+
+    page = dashboard.get("/dashboard/experiment/exp-42", **login()).get_data(as_text=True)
+    statuses = dict(re.findall(r'data-session="([^"]+)" data-status="([^"]+)"', page))
+    assert statuses == {ids[0]: "complete", ids[1]: "complete", ids[2]: "incomplete"}
+
+    cli = run(es_server, settings.index_prefix, "sessions", "--exp-id", "exp-42", "--csv")
+    rows = {row["session_id"]: row for row in csv.DictReader(io.StringIO(cli.stdout))}
+    for session_id in ids:
+        shown = re.search(rf'data-session="{session_id}".*?</tr>', page, re.S).group(0)
+        cells = re.findall(r'<td class="n">([^<]*)</td>', shown)  # duration, events, missing, duplicates
+        assert cells[1:] == [rows[session_id][name] for name in ("stored", "missing", "duplicates")]
+        assert (statuses[session_id] == "complete") == (rows[session_id]["complete"] == "True")
+
+    overview = dashboard.get("/dashboard/", **login()).get_data(as_text=True)
+    row = re.search(r'<tr data-exp="exp-42">(.*?)</tr>', overview, re.S).group(1)
+    numbers = [int(n) for n in re.findall(r'<td class="n[^"]*">(\d+)</td>', row)]
+    stored = count(es, settings)
+    assert numbers == [stored, stored, 0, 2, 1]  # today, in total, in progress, complete, incomplete
+
+    points = [int(n) for n in re.findall(r'data-count="(\d+)"', page)]
+    assert sum(points) == stored  # the chart's points sum to what is stored
+
+    by_worker = dashboard.post("/analytics/session/worker/W2", **login()).get_json()
+    assert [s["session_id"] for s in by_worker] == [ids[1]]
+    fingerprint = _fingerprint(es, settings, ids[0])
+    by_client = dashboard.post(f"/analytics/session/client/{fingerprint}", **login()).get_json()
+    assert sorted(s["session_id"] for s in by_client) == sorted(ids)  # one browser, three worker ids
+
+
+def _fingerprint(es, settings, session_id: str) -> str:
+    query = {"bool": {"filter": [{"term": {"session_id": session_id}}, {"term": {"log_type": "browser_event"}}]}}
+    hits = es.search(index=f"{settings.index_prefix}-*", query=query)["hits"]["hits"]
+    return next(
+        h["_source"]["content"]["details"]["hash"]
+        for h in hits
+        if h["_source"]["content"].get("browser_event") == "fingerprint"
+    )

@@ -1,0 +1,83 @@
+"""The dashboard's pure parts: a session's status, the SVG chart, the users file and the login check."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from werkzeug.datastructures import Authorization
+from werkzeug.security import generate_password_hash
+
+from uqcrowd_log.completeness import session_reports
+from uqcrowd_log.dashboard.auth import UsersFileError, allowed, read_users
+from uqcrowd_log.dashboard.charts import bars
+from uqcrowd_log.dashboard.queries import count_by_status, status
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+IDLE = timedelta(minutes=30)
+
+
+def session(session_id: str, minutes_ago: int, events: int, end: bool) -> list[dict]:
+    at = (NOW - timedelta(minutes=minutes_ago)).isoformat()
+    docs = [
+        {"session_id": session_id, "sequence_number": n, "log_type": "message", "server_time": at}
+        for n in range(events)
+    ]
+    if end:
+        docs.append(
+            {
+                **docs[0],
+                "sequence_number": events,
+                "content": {"message": "End Session", "details": {"events": events + 1}},
+            }
+        )
+    return docs
+
+
+def test_a_session_is_complete_in_progress_or_incomplete():
+    reports = {
+        r.session_id: r
+        for r in session_reports(
+            session("done", 60, 3, True) + session("going", 5, 3, False) + session("cut", 45, 3, False)
+        )
+    }
+    assert {name: status(r, NOW, IDLE) for name, r in reports.items()} == {
+        "done": "complete",
+        "going": "in progress",
+        "cut": "incomplete",
+    }
+    assert count_by_status(reports.values(), NOW, IDLE) == {"in progress": 1, "complete": 1, "incomplete": 1}
+
+
+def test_the_chart_has_one_bar_per_point_its_count_in_it_and_escapes_labels():
+    svg = bars([("2026-12-01", 5), ("<b>", 0), ("2026-12-03", 12)])
+    assert [int(n) for n in re.findall(r'data-count="(\d+)"', svg)] == [5, 0, 12]
+    assert "<b>" not in svg
+    assert "&lt;b&gt;" in svg
+    assert bars([]) == '<p class="empty">No events yet.</p>'
+
+
+def test_the_users_file_is_name_colon_hash_and_a_bad_line_is_refused_with_its_number(tmp_path):
+    good = generate_password_hash("s3cret")
+    path = tmp_path / "users"
+    path.write_text(f"# researchers\nalice:{good}\n\n")
+    assert read_users(path) == {"alice": good}
+    path.write_text(f"alice:{good}\nbob:plaintext\n")
+    with pytest.raises(UsersFileError, match=r"users:2: expected name:password-hash"):
+        read_users(path)
+
+
+@pytest.mark.parametrize(
+    ("login", "expected"),
+    [
+        (Authorization("basic", {"username": "alice", "password": "s3cret"}), True),
+        (Authorization("basic", {"username": "alice", "password": "S3cret"}), False),
+        (Authorization("basic", {"username": "mallory", "password": "s3cret"}), False),
+        (Authorization("basic", {"username": "alice", "password": ""}), False),
+        (Authorization("bearer", token="s3cret"), False),
+        (None, False),
+    ],
+)
+def test_only_a_listed_user_with_the_right_password_is_allowed(login, expected):
+    assert allowed({"alice": generate_password_hash("s3cret")}, login) is expected
