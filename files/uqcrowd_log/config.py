@@ -92,6 +92,10 @@ class Settings:
     dashboard_users_file: str = ""
     dashboard_port: int = 5100
     dashboard_idle_seconds: int = 1800
+    # Its health page: a backend's metrics (and the CA of an https one), the monitoring's state files.
+    dashboard_metrics_url: str = "http://127.0.0.1:5001/logger/metrics"
+    dashboard_metrics_ca_file: str = ""
+    dashboard_monitor_state_dir: str = "/var/lib/uqcrowd-monitor"
     indexer_batch_events: int = 2000
     indexer_batch_bytes: int = 5 * 1024 * 1024
     indexer_linger_ms: int = 200
@@ -144,6 +148,9 @@ class Settings:
             dashboard_users_file=env.get("UQCROWD_DASHBOARD_USERS_FILE", ""),
             dashboard_port=_int(env, "UQCROWD_DASHBOARD_PORT", cls.dashboard_port, 1),
             dashboard_idle_seconds=_int(env, "UQCROWD_DASHBOARD_IDLE_SECONDS", cls.dashboard_idle_seconds, 1),
+            dashboard_metrics_url=env.get("UQCROWD_DASHBOARD_METRICS_URL", cls.dashboard_metrics_url),
+            dashboard_metrics_ca_file=env.get("UQCROWD_DASHBOARD_METRICS_CA_FILE", ""),
+            dashboard_monitor_state_dir=env.get("UQCROWD_DASHBOARD_MONITOR_STATE_DIR", cls.dashboard_monitor_state_dir),
             indexer_batch_events=_int(env, "UQCROWD_INDEXER_BATCH_EVENTS", cls.indexer_batch_events, 1),
             indexer_batch_bytes=_int(env, "UQCROWD_INDEXER_BATCH_BYTES", cls.indexer_batch_bytes, 1),
             indexer_linger_ms=_int(env, "UQCROWD_INDEXER_LINGER_MS", cls.indexer_linger_ms, 0),

@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
+import threading
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
+from urllib.parse import quote
 
 import pytest
+import requests
 from selenium.webdriver.common.by import By
 from werkzeug.security import generate_password_hash
+from werkzeug.serving import make_server
 
 from tests.service.conftest import env_of
 from tests.service.test_indexer import count
@@ -118,11 +124,47 @@ def test_three_tracked_sessions_one_cut_short_as_the_cli_reports_them(
     points = [int(n) for n in re.findall(r'data-count="(\d+)"', page)]
     assert sum(points) == stored  # the chart's points sum to what is stored
 
+    for fmt, rows_of in [("ndjson", _ndjson_rows), ("csv", _csv_rows), ("parquet", _parquet_rows)]:
+        download = dashboard.get(f"/dashboard/experiment/exp-42/events.{fmt}", **login())
+        assert download.status_code == 200, fmt
+        assert len(rows_of(download.data)) == stored, fmt  # as `uqcrowd-log export` writes them
+
+    live = dashboard.get("/dashboard/experiment/exp-42/live.json", **login()).get_json()
+    assert sum(n for _, n in live["per_minute"]) == live["events"] == stored  # every event of the last hour
+    late = spawn(env)  # a new event, through a backend and the indexer: seen live within 10 s
+    event = {"log_type": "message", "exp_id": "exp-42", "session_id": "late", "sequence_number": 0}
+    assert requests.post(f"{late.url}/logger/insert", json=event, timeout=10).status_code == 202
+
+    def live_events() -> int:
+        return dashboard.get("/dashboard/experiment/exp-42/live.json", **login()).get_json()["events"]
+
+    wait_until(lambda: live_events() == stored + 1, 10, "the new event in the live view within 10 s")
+
+    repeats = dashboard.get("/dashboard/experiment/exp-42/repeats", **login()).get_data(as_text=True)
+    fingerprint = _fingerprint(es, settings, ids[0])
+    assert re.findall(r'<tr data-fingerprint="([^"]+)"><td>[^<]*</td><td>([^<]*)</td>', repeats) == [
+        (fingerprint, "W1, W2, W3")  # one browser under three worker ids
+    ]
+    assert 'data-worker="' not in repeats  # each worker took part once
+
     by_worker = dashboard.post("/analytics/session/worker/W2", **login()).get_json()
     assert [s["session_id"] for s in by_worker] == [ids[1]]
-    fingerprint = _fingerprint(es, settings, ids[0])
     by_client = dashboard.post(f"/analytics/session/client/{fingerprint}", **login()).get_json()
     assert sorted(s["session_id"] for s in by_client) == sorted(ids)  # one browser, three worker ids
+
+
+def _ndjson_rows(data: bytes) -> list[dict]:
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def _csv_rows(data: bytes) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(data.decode())))
+
+
+def _parquet_rows(data: bytes) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(data)).to_pylist()
 
 
 def _fingerprint(es, settings, session_id: str) -> str:
@@ -133,3 +175,76 @@ def _fingerprint(es, settings, session_id: str) -> str:
         for h in hits
         if h["_source"]["content"].get("browser_event") == "fingerprint"
     )
+
+
+def test_the_experiment_page_redraws_itself_in_the_browser_as_events_arrive(es, settings, users, browser):
+    """The page's own script reads live.json every 5 s: a new event shows within 10 s, no reload."""
+    app = create_dashboard(settings, users, client=es)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    index = f"{settings.index_prefix}-live"
+    try:
+        for n in range(2):
+            es.index(index=index, document=_event(n), refresh=True)
+        origin = f"127.0.0.1:{server.server_port}"
+        browser.get(f"http://researcher:{quote(PASSWORD)}@{origin}/dashboard/")  # the login, as a prompt would
+        browser.get(f"http://{origin}/dashboard/experiment/exp-live")  # (a URL with a login cannot fetch())
+        wait_until(lambda: "2 events" in _shown(browser), 20, "the live view")
+        es.index(index=index, document=_event(2), refresh=True)
+        wait_until(lambda: "3 events" in _shown(browser), 10, "the new event without a reload")
+        assert browser.execute_script("return performance.getEntriesByType('navigation')[0].type") == "navigate"
+    finally:
+        server.shutdown()
+
+
+def _shown(browser) -> str:
+    return browser.find_element(By.ID, "live-at").text
+
+
+def _event(n: int) -> dict:
+    now = datetime.now(UTC).isoformat()
+    return {
+        "log_type": "message",
+        "exp_id": "exp-live",
+        "session_id": "s-live",
+        "sequence_number": n,
+        "server_time": now,
+    }
+
+
+def test_a_worker_with_two_sessions_is_a_repeat_participant(es, settings, dashboard):
+    index = f"{settings.index_prefix}-repeats"
+    for worker, session_id in [("R", "r-1"), ("R", "r-2"), ("S", "s-1")]:
+        document = {**_event(0), "exp_id": "exp-rep", "worker_id": worker, "session_id": session_id}
+        es.index(index=index, document=document, refresh=True)
+    page = dashboard.get("/dashboard/experiment/exp-rep/repeats", **login()).get_data(as_text=True)
+    assert re.findall(r'<tr data-worker="([^"]+)">.*?<td class="n">(\d+)</td>', page) == [("R", "2")]
+
+
+def test_the_health_page_shows_the_queue_and_the_monitorings_open_incidents(settings, es, users, spawn, tmp_path):
+    backend = spawn(env_of(settings))  # no indexer: what it accepts waits in the queue
+    for n in range(3):
+        event = {"log_type": "message", "session_id": "h", "sequence_number": n}
+        assert requests.post(f"{backend.url}/logger/insert", json=event, timeout=10).status_code == 202
+    (tmp_path / "disk.json").write_text('{"bad": true, "since": 1796280000, "last": {"seen": "free 9%"}}')
+    watched = replace(
+        settings, dashboard_metrics_url=f"{backend.url}/logger/metrics", dashboard_monitor_state_dir=str(tmp_path)
+    )
+    page = (
+        create_dashboard(watched, users, client=es)
+        .test_client()
+        .get("/dashboard/health", **login())
+        .get_data(as_text=True)
+    )
+    gauges = dict(re.findall(r'<tr data-gauge="([^"]+)"><td>[^<]*</td><td class="n">([^<]*)</td>', page))
+    assert (gauges["uqcrowd_queue_depth"], gauges["uqcrowd_redis_up"]) == ("3.0", "1.0")
+    assert re.findall(r'<tr data-check="([^"]+)">.*?<td>([^<]*)</td></tr>', page) == [("disk", "free 9%")]
+
+    gone = replace(watched, dashboard_metrics_url="http://127.0.0.1:9/logger/metrics")
+    page = (
+        create_dashboard(gone, users, client=es)
+        .test_client()
+        .get("/dashboard/health", **login())
+        .get_data(as_text=True)
+    )
+    assert "The service's metrics could not be read: http://127.0.0.1:9/logger/metrics" in page

@@ -12,6 +12,7 @@ from werkzeug.security import generate_password_hash
 from uqcrowd_log.completeness import session_reports
 from uqcrowd_log.dashboard.auth import UsersFileError, allowed, read_users
 from uqcrowd_log.dashboard.charts import bars
+from uqcrowd_log.dashboard.health import open_faults, parse_metrics
 from uqcrowd_log.dashboard.queries import count_by_status, status
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -81,3 +82,29 @@ def test_the_users_file_is_name_colon_hash_and_a_bad_line_is_refused_with_its_nu
 )
 def test_only_a_listed_user_with_the_right_password_is_allowed(login, expected):
     assert allowed({"alice": generate_password_hash("s3cret")}, login) is expected
+
+
+METRICS = """# HELP uqcrowd_queue_depth Events waiting for Elasticsearch
+# TYPE uqcrowd_queue_depth gauge
+uqcrowd_queue_depth 42.0
+# HELP uqcrowd_indexer_fault 1 per indexer paused by a fault an operator must fix
+# TYPE uqcrowd_indexer_fault gauge
+uqcrowd_indexer_fault{consumer="app",what="flood stage"} 1.0
+uqcrowd_indexer_fault{consumer="app",what="refused set-up"} 0.0
+# HELP uqcrowd_events_accepted_total Events accepted by the backends
+# TYPE uqcrowd_events_accepted_total counter
+uqcrowd_events_accepted_total 7.0
+"""
+
+
+def test_the_health_page_reads_the_gauges_it_shows_and_the_indexers_open_faults():
+    assert parse_metrics(METRICS) == ({"uqcrowd_queue_depth": 42.0}, ["app: flood stage"])
+
+
+def test_open_incidents_are_the_monitorings_bad_checks_oldest_first(tmp_path):
+    (tmp_path / "disk.json").write_text('{"bad": true, "since": 200, "alerted": 1, "last": {"seen": "9% free"}}')
+    (tmp_path / "queue.json").write_text('{"bad": false, "last": {"seen": "0 queued"}}')
+    (tmp_path / "logger.json").write_text('{"bad": true, "since": 100, "last": {"seen": "503"}}')
+    (tmp_path / "broken.json").write_text("{")
+    assert [(f.check, f.seen) for f in open_faults(tmp_path)] == [("logger", "503"), ("disk", "9% free")]
+    assert open_faults(tmp_path / "absent") == []

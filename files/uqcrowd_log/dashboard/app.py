@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -10,13 +11,16 @@ from pathlib import Path
 
 from elastic_transport import TransportError
 from elasticsearch import Elasticsearch
-from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request, send_file
 from markupsafe import Markup
 
 from .. import elastic
 from ..config import Settings
+from ..toolkit import formats
+from ..toolkit.selection import Selection, stream
 from . import charts, queries
 from .auth import allowed, read_users
+from .health import SHOWN, read_health
 
 pages = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 lookups = Blueprint("analytics", __name__, url_prefix="/analytics")
@@ -32,6 +36,7 @@ class Context:
     index: str
     users: Mapping[str, str]
     idle: timedelta
+    settings: Settings
 
 
 def _context() -> Context:
@@ -80,6 +85,53 @@ def experiment(exp_id: str) -> str:
     )
 
 
+@pages.get("/health")
+def health() -> str:
+    settings = _context().settings
+    state = read_health(
+        settings.dashboard_metrics_url, settings.dashboard_metrics_ca_file, Path(settings.dashboard_monitor_state_dir)
+    )
+    return render_template("health.html", health=state, shown=SHOWN)
+
+
+@pages.get("/experiment/<exp_id>/live.json")
+def live(exp_id: str) -> Response:
+    """What the experiment's page redraws every few seconds: events per minute over the last hour and
+    its sessions by status."""
+    now = datetime.now(UTC)
+    reports = queries.sessions(_client(), _index(), exp_id)
+    minutes = queries.events_per_minute(_client(), _index(), exp_id, now)
+    return jsonify(
+        {
+            "per_minute": minutes,
+            "chart": charts.bars(minutes),
+            "sessions": queries.count_by_status(reports, now, _idle()),
+            "events": sum(report.stored for report in reports),
+        }
+    )
+
+
+DOWNLOADS = {"ndjson": "application/x-ndjson", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+
+
+@pages.get("/experiment/<exp_id>/events.<fmt>")
+def download(exp_id: str, fmt: str) -> Response:
+    """The experiment's events as `uqcrowd-log export --exp-id` writes them (the same writers), spooled
+    to a temporary file (constant memory) and sent from it."""
+    if fmt not in DOWNLOADS:
+        abort(404)
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - send_file closes it once sent
+    hits = stream(_client(), _index(), Selection(exp_id=exp_id))
+    formats.WRITERS[fmt]((hit["_source"] for hit in hits), spool)
+    spool.seek(0)
+    return send_file(spool, mimetype=DOWNLOADS[fmt], as_attachment=True, download_name=f"{exp_id}.{fmt}")
+
+
+@pages.get("/experiment/<exp_id>/repeats")
+def repeat_participants(exp_id: str) -> str:
+    return render_template("repeats.html", exp_id=exp_id, repeats=queries.repeats(_client(), _index(), exp_id))
+
+
 @pages.get("/experiment/<exp_id>/session/<session_id>")
 def session(exp_id: str, session_id: str) -> str:
     reports = [r for r in queries.sessions(_client(), _index(), exp_id) if r.session_id == session_id]
@@ -117,6 +169,7 @@ def create_dashboard(settings: Settings, users: Mapping[str, str], client: Elast
         index=f"{settings.index_prefix}-*",
         users=dict(users),
         idle=timedelta(seconds=settings.dashboard_idle_seconds),
+        settings=settings,
     )
     app.before_request(_login_required)
     app.register_blueprint(pages)

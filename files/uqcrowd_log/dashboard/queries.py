@@ -99,6 +99,71 @@ def events_per_day(client: Elasticsearch, index: str, exp_id: str) -> list[tuple
     return [(bucket["key_as_string"], bucket["doc_count"]) for bucket in buckets]
 
 
+def events_per_minute(client: Elasticsearch, index: str, exp_id: str, now: datetime) -> list[tuple[str, int]]:
+    """(HH:MM, events stored that minute, UTC) for each of the last 60 minutes, empty ones too."""
+    start = now.astimezone(UTC).replace(second=0, microsecond=0) - timedelta(minutes=59)
+    answer = client.search(
+        index=index,
+        size=0,
+        ignore_unavailable=True,
+        query={"bool": {"filter": [*Selection(exp_id=exp_id).query()["bool"]["filter"], _since(start)]}},
+        aggs={"minutes": {"date_histogram": {"field": "server_time", "fixed_interval": "1m"}}},
+    )
+    stored = {
+        datetime.fromtimestamp(bucket["key"] / 1000, UTC): bucket["doc_count"]
+        for bucket in answer.get("aggregations", {}).get("minutes", {}).get("buckets", [])
+    }
+    minutes = [start + timedelta(minutes=n) for n in range(60)]
+    return [(minute.strftime("%H:%M"), stored.get(minute, 0)) for minute in minutes]
+
+
+def _since(moment: datetime) -> dict[str, Any]:
+    return {"range": {"server_time": {"gte": moment.isoformat()}}}
+
+
+@dataclass(frozen=True)
+class Repeats:
+    """Who took part more than once: workers with several sessions in the experiment, and browser
+    fingerprints seen under several worker ids (the same person, or browser, twice)."""
+
+    workers: dict[str, int]  # worker id -> its sessions
+    fingerprints: dict[str, list[str]]  # fingerprint -> the worker ids it came with
+
+
+def repeats(client: Elasticsearch, index: str, exp_id: str) -> Repeats:
+    # Buckets of more than one are kept here (bucket_selector is in a module not every distribution has).
+    answer = client.search(
+        index=index,
+        size=0,
+        ignore_unavailable=True,
+        query=Selection(exp_id=exp_id).query(),
+        aggs={
+            "workers": {
+                "terms": {"field": "worker_id", "size": 10000},
+                "aggs": {"n": {"cardinality": {"field": "session_id"}}},
+            },
+            "fingerprints": {
+                "filter": FINGERPRINT_EVENT,
+                "aggs": {
+                    "hashes": {
+                        "terms": {"field": "content.details.hash", "size": 10000},
+                        "aggs": {
+                            "n": {"cardinality": {"field": "worker_id"}},
+                            "workers": {"terms": {"field": "worker_id", "size": 100}},
+                        },
+                    }
+                },
+            },
+        },
+    )
+    found = answer.get("aggregations", {})
+    by_worker = found.get("workers", {}).get("buckets", [])
+    workers = {b["key"]: b["n"]["value"] for b in by_worker if b["key"] and b["n"]["value"] > 1}
+    hashes = found.get("fingerprints", {}).get("hashes", {}).get("buckets", [])
+    fingerprints = {b["key"]: sorted(w["key"] for w in b["workers"]["buckets"]) for b in hashes if b["n"]["value"] > 1}
+    return Repeats(workers=workers, fingerprints=fingerprints)
+
+
 def sessions_of_worker(client: Elasticsearch, index: str, worker_id: str) -> list[SessionReport]:
     """Every session of the worker, in any experiment (the original's lookup by worker id)."""
     return read_reports(client, index, Selection(worker_id=worker_id))

@@ -1,0 +1,77 @@
+"""The service's health as the researcher sees it: what a backend's metrics say (queue, indexing lag,
+dead letters, quarantine, Redis, the indexer's faults) and the monitoring's open incidents (its state
+files: the checks that alert the Slack channel)."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+# The gauges shown, in this order, with what they mean.
+SHOWN = {
+    "uqcrowd_redis_up": "Redis answering (1) or not (0)",
+    "uqcrowd_redis_writable": "Redis taking writes (1) or refusing them: its disk full (0)",
+    "uqcrowd_queue_depth": "events waiting for Elasticsearch",
+    "uqcrowd_indexer_lag_seconds": "age of the oldest event not yet indexed (s)",
+    "uqcrowd_dead_letter_depth": "events Elasticsearch refused (dead letters)",
+    "uqcrowd_quarantine_depth": "invalid events kept aside (quarantine)",
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    check: str
+    since: datetime
+    seen: str
+
+
+@dataclass
+class Health:
+    gauges: dict[str, float] = field(default_factory=dict)
+    indexer_faults: list[str] = field(default_factory=list)
+    metrics_error: str = ""
+    faults: list[Fault] = field(default_factory=list)
+
+
+def parse_metrics(text: str) -> tuple[dict[str, float], list[str]]:
+    """The SHOWN gauges of a /logger/metrics text, and the indexer's faults ("consumer: what")."""
+    gauges: dict[str, float] = {}
+    faults: list[str] = []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in SHOWN:
+                gauges[sample.name] = sample.value
+            elif sample.name == "uqcrowd_indexer_fault" and sample.value:
+                faults.append(f"{sample.labels.get('consumer', '?')}: {sample.labels.get('what', '?')}")
+    return gauges, faults
+
+
+def open_faults(state_dir: Path) -> list[Fault]:
+    """The monitoring's checks that are bad now (uqcrowd-check's STATE_DIR/<check>.json), oldest first."""
+    faults = []
+    for path in sorted(state_dir.glob("*.json")) if state_dir.is_dir() else []:
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("bad"):
+            since = datetime.fromtimestamp(float(state.get("since", 0)), UTC)
+            faults.append(Fault(path.stem, since, str(state.get("last", {}).get("seen", ""))))
+    return sorted(faults, key=lambda fault: fault.since)
+
+
+def read_health(metrics_url: str, ca_file: str, state_dir: Path) -> Health:
+    health = Health(faults=open_faults(state_dir))
+    context = ssl.create_default_context(cafile=ca_file or None) if metrics_url.startswith("https:") else None
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=5, context=context) as answer:
+            health.gauges, health.indexer_faults = parse_metrics(answer.read().decode())
+    except (OSError, ValueError) as error:
+        health.metrics_error = f"{metrics_url}: {getattr(error, 'reason', error)}"
+    return health
