@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv deps molecule-host lint test-unit molecule test bench bench-export bench-fsync demo demo-down
+.PHONY: help venv deps molecule-host lint test-unit molecule test bench bench-export bench-dashboard bench-fsync password-hash demo demo-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -54,8 +54,14 @@ bench: venv deps ## throughput and latency of the stack against the original des
 bench-export: venv deps ## only the researcher's export of 1,000,000 events: rate and peak memory
 	$(BIN)/python -m bench export
 
+bench-dashboard: venv deps ## only the dashboard on 1,000,000 events: its pages, and (b) with five of them open
+	$(BIN)/python -m bench dashboard
+
 bench-fsync: venv deps ## only Redis's appendfsync always against everysec: (b), (c), p99 at half rate
 	$(BIN)/python -m bench fsync
+
+password-hash: venv ## a dashboard login's password hash for the vault (asks the password twice)
+	@PYTHONPATH=files $(BIN)/python -m uqcrowd_log.cli password-hash
 
 demo: venv molecule-host ## the whole stack in the container uqcrowd-log-demo, HAProxy on 127.0.0.1:8080
 	scripts/demo.sh up

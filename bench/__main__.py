@@ -30,7 +30,7 @@ from elasticsearch import Elasticsearch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "files")]
 
-from bench import export  # noqa: E402
+from bench import dashboard, export  # noqa: E402
 from bench.limits import MinimalBackend, cpu_seconds, rss_mb, sink_ceiling  # noqa: E402
 from tests.support.services import (  # noqa: E402
     ElasticsearchServer,
@@ -308,21 +308,28 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m bench`: every run; `python -m bench export`: only the researcher's export."""
+    """`python -m bench`: every run; `python -m bench export`, `... fsync`, `... dashboard`: only those."""
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="uqcrowd-bench-"))
     bench = Bench(work)
     results: list[dict] = []
     limits: dict = {}
     exported: dict = {}
+    viewed: dict = {}
     try:
         if argv[:1] == ["fsync"]:
             fsync_only(bench, results)
         elif argv[:1] != ["export"]:
             run_all(bench, results, limits)
-        if argv[:1] != ["fsync"]:
+        if argv[:1] not in (["fsync"], ["dashboard"]):
             print(f"export: loading {export.EVENTS:,} events, then exporting them in 3 formats", flush=True)
             exported = export.measure(bench.es, bench.es_server.url)
+        if argv[:1] == ["dashboard"]:
+            print(f"dashboard: loading {export.EVENTS:,} events", flush=True)
+            export.load(bench.es)
+        if argv[:1] in ([], ["dashboard"]):
+            print("dashboard: its pages, then (b) with and without five of them open", flush=True)
+            viewed = dashboard.measure(bench.work, bench.es_server.url, lambda label: b_run(bench, label))
     finally:
         bench.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -336,8 +343,9 @@ def main(argv: list[str]) -> int:
         "results": results,
         "limits": limits,
         "export": exported,
+        "dashboard": viewed,
     }
-    mode = f"-{argv[0]}" if argv[:1] in (["export"], ["fsync"]) else ""
+    mode = f"-{argv[0]}" if argv[:1] in (["export"], ["fsync"], ["dashboard"]) else ""
     name = f"{datetime.now(UTC):%Y-%m-%dT%H%MZ}{mode}.json"
     out = ROOT / "bench/results" / name
     out.write_text(json.dumps(report, indent=2) + "\n")
@@ -355,8 +363,17 @@ def main(argv: list[str]) -> int:
         print()
     if exported:
         print(export.table(exported))
+    if viewed:
+        print()
+        print(dashboard.table(viewed))
     print(f"\n{len(results)} runs in {report['wall_s']:.0f} s; figures in {out.relative_to(ROOT)}")
     return 0
+
+
+def b_run(bench: Bench, label: str) -> dict:
+    """One (b) run (the stack at the default N, one event a request), named with `label` (kept with the
+    dashboard's figures, not in the tables of the runs above)."""
+    return bench.run(f"(b) stack N={DEFAULT_N}, one event/request, {label}", "stack", DEFAULT_N)
 
 
 def run_all(bench: Bench, results: list[dict], limits: dict) -> None:

@@ -12,9 +12,10 @@ PORT="${DEMO_PORT:-8080}"
 down() { podman rm -f -t 10 "$NAME" >/dev/null 2>&1 || true; echo "demo container removed"; }
 
 up() {
-  export UQCROWD_ES_ARCHIVE UQCROWD_WHEELHOUSE
+  export UQCROWD_ES_ARCHIVE UQCROWD_WHEELHOUSE UQCROWD_DASHBOARD_LOGIN
   UQCROWD_ES_ARCHIVE="$(scripts/fetch-elasticsearch.sh)"
   UQCROWD_WHEELHOUSE="$(scripts/build-wheelhouse.sh)"
+  UQCROWD_DASHBOARD_LOGIN="$(scripts/dashboard-login.sh)"
   if ! podman container exists "$NAME"; then
     # A 4 GB server: the memory budget (README) sizes Elasticsearch's heap and Redis to it.
     podman run -d --name "$NAME" --hostname "$NAME" --privileged --systemd=always --memory 4g \
@@ -62,7 +63,9 @@ else:
     sys.exit("event not found in Elasticsearch after 30 s")
 PY
   echo
-  echo "The stack answers on http://127.0.0.1:$PORT/logger/ (tracker: /logger/logger.js). Remove it with: make demo-down"
+  echo "The stack answers on http://127.0.0.1:$PORT/logger/ (tracker: /logger/logger.js)."
+  echo "The dashboard: http://127.0.0.1:$PORT/dashboard/ (user researcher, password in $UQCROWD_DASHBOARD_LOGIN/researcher.password;"
+  echo "plain HTTP on this machine only: a server with a certificate serves it over HTTPS only). Remove it with: make demo-down"
 }
 
 case "${1:-}" in

@@ -10,6 +10,7 @@ export UQCROWD_ES_ARCHIVE="${UQCROWD_ES_ARCHIVE:-$(scripts/fetch-elasticsearch.s
 # The release before: the multihost scenario's cluster starts on it and is rolled to the current one.
 export UQCROWD_ES_ARCHIVE_PREVIOUS="${UQCROWD_ES_ARCHIVE_PREVIOUS:-$(ES_VERSION=8.18.0 scripts/fetch-elasticsearch.sh)}"
 export UQCROWD_WHEELHOUSE="${UQCROWD_WHEELHOUSE:-$(scripts/build-wheelhouse.sh)}"
+export UQCROWD_DASHBOARD_LOGIN="${UQCROWD_DASHBOARD_LOGIN:-$(scripts/dashboard-login.sh)}"
 export MOLECULE_NO_LOG=false PY_COLORS=0 ANSIBLE_FORCE_COLOR=0
 
 runs=()

@@ -369,6 +369,22 @@ def dead_letters_replay(settings: Settings, how_many: int) -> None:
     click.echo(f"{moved} dead letters back in the queue", err=True)
 
 
+@main.command("password-hash")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the password from standard input (one line).")
+def password_hash(from_stdin: bool) -> None:
+    """A dashboard login's password hash (werkzeug's scrypt), for logger_dashboard_users in the vault:
+    the password is asked twice (or read from standard input), never shown, and only its hash printed."""
+    from werkzeug.security import generate_password_hash
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    if len(password) < 12:
+        raise click.ClickException("a dashboard password has at least 12 characters")
+    click.echo(generate_password_hash(password))
+
+
 def run() -> None:
     main(prog_name="uqcrowd-log")
 

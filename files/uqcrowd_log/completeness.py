@@ -35,6 +35,7 @@ class SessionReport:
     first_missing: list[int] = field(default_factory=list)  # the first few of them
     duplicates: int = 0  # documents beyond the first for one sequence number
     without_sequence: int = 0
+    missing_up_to: int = -1  # the highest sequence number the session should have (-1: none)
 
     @property
     def complete(self) -> bool:
@@ -116,18 +117,24 @@ def session_reports(documents: Iterable[dict[str, Any]]) -> list[SessionReport]:
         number = doc.get("sequence_number")
         if isinstance(number, int) and not isinstance(number, bool) and number >= 0:
             sequences[session][number] += 1
-        else:
-            report.without_sequence += 1
         declared = _declared_count(doc)
         if declared is not None:
             report.end_sessions += 1
             report.declared = max(declared, report.declared if report.declared is not None else declared)
     for session, report in reports.items():
         seen = sequences[session]
-        highest = max(seen, default=-1)
-        if report.declared is not None:
-            highest = max(highest, report.declared - 1)
-        report.missing = highest + 1 - len(seen)
-        report.first_missing = _first_missing(seen, highest, 10)
-        report.duplicates = sum(times - 1 for times in seen.values())
+        settle(report, distinct=len(seen), highest=max(seen, default=-1), sequenced=sum(seen.values()))
+        report.first_missing = _first_missing(seen, report.missing_up_to, 10)
     return [reports[s] for s in sorted(reports)]
+
+
+def settle(report: SessionReport, distinct: int, highest: int, sequenced: int) -> None:
+    """The session's missing numbers and duplicates from what its documents carry: `distinct` sequence
+    numbers, the `highest` of them (-1: none), `sequenced` documents with one. The one rule, whoever
+    counted: session_reports from the documents, the dashboard from Elasticsearch's aggregations."""
+    if report.declared is not None:
+        highest = max(highest, report.declared - 1)
+    report.missing_up_to = highest
+    report.missing = highest + 1 - distinct
+    report.duplicates = sequenced - distinct
+    report.without_sequence = report.stored - sequenced

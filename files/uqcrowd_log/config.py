@@ -52,6 +52,20 @@ def _experiments(raw: str) -> dict[str, str]:
     return experiments
 
 
+def _groups(raw: str) -> dict[str, tuple[str, ...]]:
+    """ "group-a=exp-1|exp-2,group-b=exp-3" -> {"group-a": ("exp-1", "exp-2"), "group-b": ("exp-3",)}."""
+    groups = {}
+    for item in raw.split(","):
+        name, sep, members = item.strip().partition("=")
+        if not item.strip():
+            continue
+        experiments = tuple(exp.strip() for exp in members.split("|") if exp.strip())
+        if not sep or not name.strip() or not experiments:
+            raise ConfigError(f"UQCROWD_SEEN_GROUPS: {item.strip()!r} is not group=experiment|experiment...")
+        groups[name.strip()] = experiments
+    return groups
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the backends and the indexer need; defaults work on one host."""
@@ -96,6 +110,11 @@ class Settings:
     dashboard_metrics_url: str = "http://127.0.0.1:5001/logger/metrics"
     dashboard_metrics_ca_file: str = ""
     dashboard_monitor_state_dir: str = "/var/lib/uqcrowd-monitor"
+    # The backends whose readiness it shows (their base URLs; an https one verified with the metrics' CA).
+    dashboard_backends: tuple[str, ...] = ()
+    # Repeat-participation screening (GET /logger/seen, served by the dashboard's process): the groups
+    # of experiments a task page may ask about, and nothing else.
+    seen_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     indexer_batch_events: int = 2000
     indexer_batch_bytes: int = 5 * 1024 * 1024
     indexer_linger_ms: int = 200
@@ -151,6 +170,8 @@ class Settings:
             dashboard_metrics_url=env.get("UQCROWD_DASHBOARD_METRICS_URL", cls.dashboard_metrics_url),
             dashboard_metrics_ca_file=env.get("UQCROWD_DASHBOARD_METRICS_CA_FILE", ""),
             dashboard_monitor_state_dir=env.get("UQCROWD_DASHBOARD_MONITOR_STATE_DIR", cls.dashboard_monitor_state_dir),
+            dashboard_backends=_list(env, "UQCROWD_DASHBOARD_BACKENDS", ""),
+            seen_groups=_groups(env.get("UQCROWD_SEEN_GROUPS", "")),
             indexer_batch_events=_int(env, "UQCROWD_INDEXER_BATCH_EVENTS", cls.indexer_batch_events, 1),
             indexer_batch_bytes=_int(env, "UQCROWD_INDEXER_BATCH_BYTES", cls.indexer_batch_bytes, 1),
             indexer_linger_ms=_int(env, "UQCROWD_INDEXER_LINGER_MS", cls.indexer_linger_ms, 0),

@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from werkzeug.wrappers import Response
+
 
 def origin_allowed(origin: str, allowed: Collection[str]) -> bool:
     """True when `allowed` holds "*" or exactly this origin ("null", a sandboxed page's, only if listed)."""
     return "*" in allowed or origin in allowed
+
+
+def allow_origin(response: Response, origin: str | None, allowed: Collection[str]) -> None:
+    """The CORS header a page of an allowed origin needs to read the answer ("*" when any may)."""
+    if "*" in allowed:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    elif origin is not None and origin_allowed(origin, allowed):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.vary.add("Origin")

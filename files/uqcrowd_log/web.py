@@ -18,7 +18,7 @@ from .config import Settings
 from .elastic import StoreUnavailable
 from .events import BadInput, Invalid, drop_workers, parse_batch, prepare, screen_experiments, worker_ids
 from .metrics import render
-from .origins import origin_allowed
+from .origins import allow_origin, origin_allowed
 from .proxies import client_ip, recorded_ip, within
 from .redis_queue import EventQueue, QueueFull
 from .sinks import DirectSink, QueueSink, Sink
@@ -156,13 +156,7 @@ def render_tracker(settings: Settings) -> bytes:
 
 
 def _cors(response: Response) -> Response:
-    allowed = _settings().allowed_origins
-    origin = request.headers.get("Origin")
-    if "*" in allowed:
-        response.headers["Access-Control-Allow-Origin"] = "*"
-    elif origin is not None and origin_allowed(origin, allowed):
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.vary.add("Origin")
+    allow_origin(response, request.headers.get("Origin"), _settings().allowed_origins)
     if request.method == "OPTIONS":
         response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = request.headers.get(

@@ -7,11 +7,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -28,11 +30,12 @@ from tests.support.services import wait_until
 from uqcrowd_log.dashboard.app import create_dashboard
 
 PASSWORD = "correct horse battery staple"
+USERS = {"researcher": generate_password_hash(PASSWORD)}
 
 
 @pytest.fixture
 def users() -> dict[str, str]:
-    return {"researcher": generate_password_hash(PASSWORD)}
+    return USERS
 
 
 @pytest.fixture
@@ -152,6 +155,38 @@ def test_three_tracked_sessions_one_cut_short_as_the_cli_reports_them(
     by_client = dashboard.post(f"/analytics/session/client/{fingerprint}", **login()).get_json()
     assert sorted(s["session_id"] for s in by_client) == sorted(ids)  # one browser, three worker ids
 
+    _screenshots(browser, create_dashboard(replace(settings, dashboard_idle_seconds=3), USERS, client=es), ids[2])
+
+
+ARTIFACTS = Path(os.environ.get("UQCROWD_ARTIFACTS", Path(__file__).parents[2] / ".cache" / "artifacts"))
+SCREENSHOTS = ARTIFACTS / "dashboard"
+PAGES = {
+    "experiments": "/dashboard/",
+    "experiment": "/dashboard/experiment/exp-42",
+    "session": "/dashboard/experiment/exp-42/session/{cut_short}",
+    "repeats": "/dashboard/experiment/exp-42/repeats",
+    "health": "/dashboard/health",
+}
+
+
+def _screenshots(browser, app, cut_short: str) -> None:
+    """Each page as Chromium draws it, kept in SCREENSHOTS (the README shows the experiment's)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = f"127.0.0.1:{server.server_port}"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        browser.set_window_size(1280, 1400)  # the sessions table in view too
+        browser.get(f"http://researcher:{quote(PASSWORD)}@{origin}/dashboard/")
+        for name, path in PAGES.items():
+            browser.get(f"http://{origin}{path.format(cut_short=cut_short)}")
+            assert browser.find_element(By.TAG_NAME, "h1").text, name  # drawn, not an error page
+            if name == "experiment":
+                wait_until(lambda: "events" in _shown(browser), 20, "the live view drawn")
+            assert browser.save_screenshot(str(SCREENSHOTS / f"{name}.png")), name
+    finally:
+        server.shutdown()
+
 
 def _ndjson_rows(data: bytes) -> list[dict]:
     return [json.loads(line) for line in data.splitlines()]
@@ -228,7 +263,10 @@ def test_the_health_page_shows_the_queue_and_the_monitorings_open_incidents(sett
         assert requests.post(f"{backend.url}/logger/insert", json=event, timeout=10).status_code == 202
     (tmp_path / "disk.json").write_text('{"bad": true, "since": 1796280000, "last": {"seen": "free 9%"}}')
     watched = replace(
-        settings, dashboard_metrics_url=f"{backend.url}/logger/metrics", dashboard_monitor_state_dir=str(tmp_path)
+        settings,
+        dashboard_metrics_url=f"{backend.url}/logger/metrics",
+        dashboard_monitor_state_dir=str(tmp_path),
+        dashboard_backends=(backend.url, "http://127.0.0.1:9"),
     )
     page = (
         create_dashboard(watched, users, client=es)
@@ -239,6 +277,9 @@ def test_the_health_page_shows_the_queue_and_the_monitorings_open_incidents(sett
     gauges = dict(re.findall(r'<tr data-gauge="([^"]+)"><td>[^<]*</td><td class="n">([^<]*)</td>', page))
     assert (gauges["uqcrowd_queue_depth"], gauges["uqcrowd_redis_up"]) == ("3.0", "1.0")
     assert re.findall(r'<tr data-check="([^"]+)">.*?<td>([^<]*)</td></tr>', page) == [("disk", "free 9%")]
+    states = dict(re.findall(r'<tr data-backend="([^"]+)"><td>[^<]*</td><td class="[^"]*">([^<]*)</td>', page))
+    assert states[backend.url] == "up"
+    assert states["http://127.0.0.1:9"].startswith("down: ")
 
     gone = replace(watched, dashboard_metrics_url="http://127.0.0.1:9/logger/metrics")
     page = (
@@ -248,3 +289,78 @@ def test_the_health_page_shows_the_queue_and_the_monitorings_open_incidents(sett
         .get_data(as_text=True)
     )
     assert "The service's metrics could not be read: http://127.0.0.1:9/logger/metrics" in page
+
+
+def test_seen_answers_only_whether_a_worker_took_part_in_the_group(es, settings, users):
+    """GET /logger/seen, no login (a task page asks it): true for a worker with a session in an
+    experiment of the group, false otherwise, 404 for a group that is not configured."""
+    index = f"{settings.index_prefix}-seen"
+    for exp_id, worker in [("study-a1", "W-old"), ("study-b", "W-other")]:
+        es.index(index=index, document={**_event(0), "exp_id": exp_id, "worker_id": worker}, refresh=True)
+    groups = {"study-a": ("study-a1", "study-a2"), "empty": ("study-z",)}
+    client = create_dashboard(replace(settings, seen_groups=groups), users, client=es).test_client()
+
+    def seen(worker: str, group: str):
+        return client.get("/logger/seen", query_string={"worker_id": worker, "group": group})
+
+    assert seen("W-old", "study-a").get_json() == {"seen": True}
+    assert seen("W-other", "study-a").get_json() == {"seen": False}  # took part, but in another study
+    assert seen("W-new", "study-a").get_json() == {"seen": False}
+    assert seen("W-old", "empty").get_json() == {"seen": False}
+    for group in ["study-b", "", "study-a1"]:  # an experiment's name is not a group
+        answer = seen("W-old", group)
+        assert (answer.status_code, answer.get_json()) == (404, {"error": "no such group"}), group
+    missing = client.get("/logger/seen", query_string={"group": "study-a"})
+    assert missing.status_code == 400
+    assert seen("W-old", "study-a").headers["Cache-Control"] == "no-store"
+    assert seen("W-old", "study-a").headers["Access-Control-Allow-Origin"] == "*"
+    assert client.get("/dashboard/", query_string={"group": "study-a"}).status_code == 401  # still behind the login
+
+
+def test_the_aggregations_give_the_clis_reports_for_every_kind_of_session(es, settings):
+    """The dashboard counts sessions by aggregations (no document read); each report equals the one
+    `uqcrowd-log sessions` makes from the documents: complete, a gap, a duplicate, no End Session, an
+    End Session without a count or with a wrong one, events without a sequence number."""
+    from uqcrowd_log.dashboard.queries import summaries
+    from uqcrowd_log.toolkit.selection import Selection
+    from uqcrowd_log.toolkit.sessions import read_reports
+
+    def end(count) -> dict:
+        return {"log_type": "message", "content": {"message": "End Session", "details": {"events": count}}}
+
+    shapes = {
+        "complete": [{}, {}, end(3)],
+        "gap": [{}, None, {}, end(4)],
+        "duplicate": [{}, {}, "again", end(3)],
+        "no-end": [{}, {}],
+        "end-without-count": [{}, {**end(0), "content": {"message": "End Session"}}],
+        "wrong-count": [{}, end("three")],
+        "unnumbered": [{}, "unnumbered", end(2)],
+    }
+    index = f"{settings.index_prefix}-aggs"
+    actions = []
+    for session_id, events in shapes.items():
+        for number, shape in enumerate(events):
+            if shape is None:
+                continue  # never stored
+            document = {**_event(number), "exp_id": "exp-aggs", "session_id": session_id, "worker_id": "W"}
+            if shape == "again":
+                document["sequence_number"] = number - 1
+            elif shape == "unnumbered":
+                del document["sequence_number"]
+            elif shape:
+                document.update(shape)
+            actions.append(document)
+    for document in actions:
+        es.index(index=index, document=document)
+    es.indices.refresh(index=index)
+
+    selection = Selection(exp_id="exp-aggs")
+    expected = {r.session_id: r.as_row() for r in read_reports(es, index, selection)}
+    counted = {r.session_id: r.as_row() for r in summaries(es, index, selection)}
+    assert sorted(counted) == sorted(shapes)
+    assert {s: row["complete"] for s, row in counted.items()} == {s: s in ("complete",) for s in shapes}
+    for rows in (expected, counted):
+        for row in rows.values():
+            del row["duration_seconds"], row["first_time"], row["last_time"]  # ms in Elasticsearch, µs in the text
+    assert counted == expected

@@ -100,10 +100,15 @@ def wait_documents(
     return docs
 
 
-def haproxy_servers(host: Any) -> list[str]:
-    """The `server` lines of the host's haproxy.cfg."""
-    lines = host.file("/etc/haproxy/haproxy.cfg").content_string.splitlines()
-    return [line.strip() for line in lines if line.strip().startswith("server ")]
+def haproxy_servers(host: Any, backend: str = "loggers") -> list[str]:
+    """The `server` lines of one backend section of the host's haproxy.cfg (the loggers' by default)."""
+    servers, inside = [], False
+    for line in host.file("/etc/haproxy/haproxy.cfg").content_string.splitlines():
+        if line and not line[0].isspace():  # a section starts
+            inside = line.split()[:2] == ["backend", backend]
+        elif inside and line.strip().startswith("server "):
+            servers.append(line.strip())
+    return servers
 
 
 def running_backends(host: Any) -> list[str]:

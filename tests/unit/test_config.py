@@ -17,3 +17,15 @@ def test_https_is_off_unless_both_are_given():
     assert (Settings.from_env({}).tls_cert_file, Settings.from_env({}).tls_key_file) == ("", "")
     both = Settings.from_env({"UQCROWD_TLS_CERT": "/c.pem", "UQCROWD_TLS_KEY": "/k.pem"})
     assert (both.tls_cert_file, both.tls_key_file) == ("/c.pem", "/k.pem")
+
+
+def test_seen_groups_name_their_experiments():
+    groups = Settings.from_env({"UQCROWD_SEEN_GROUPS": "study-a=a1|a2, study-b=b1"}).seen_groups
+    assert groups == {"study-a": ("a1", "a2"), "study-b": ("b1",)}
+    assert Settings.from_env({}).seen_groups == {}
+
+
+@pytest.mark.parametrize("raw", ["study-a", "study-a=", "=a1", "study-a=|"])
+def test_a_seen_group_without_experiments_is_refused(raw):
+    with pytest.raises(ConfigError, match=r"UQCROWD_SEEN_GROUPS: .* is not group=experiment"):
+        Settings.from_env({"UQCROWD_SEEN_GROUPS": raw})

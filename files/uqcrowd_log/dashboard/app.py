@@ -18,9 +18,11 @@ from .. import elastic
 from ..config import Settings
 from ..toolkit import formats
 from ..toolkit.selection import Selection, stream
+from ..toolkit.sessions import read_reports
 from . import charts, queries
 from .auth import allowed, read_users
 from .health import SHOWN, read_health
+from .screening import screening
 
 pages = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 lookups = Blueprint("analytics", __name__, url_prefix="/analytics")
@@ -56,6 +58,8 @@ def _idle() -> timedelta:
 
 
 def _login_required() -> Response | None:
+    if request.blueprint == screening.name:  # asked by task pages: answers a yes or no only
+        return None
     if allowed(_context().users, request.authorization):
         return None
     return Response("login required\n", 401, {"WWW-Authenticate": REALM, "Content-Type": "text/plain"})
@@ -89,7 +93,10 @@ def experiment(exp_id: str) -> str:
 def health() -> str:
     settings = _context().settings
     state = read_health(
-        settings.dashboard_metrics_url, settings.dashboard_metrics_ca_file, Path(settings.dashboard_monitor_state_dir)
+        settings.dashboard_metrics_url,
+        settings.dashboard_metrics_ca_file,
+        Path(settings.dashboard_monitor_state_dir),
+        settings.dashboard_backends,
     )
     return render_template("health.html", health=state, shown=SHOWN)
 
@@ -134,7 +141,8 @@ def repeat_participants(exp_id: str) -> str:
 
 @pages.get("/experiment/<exp_id>/session/<session_id>")
 def session(exp_id: str, session_id: str) -> str:
-    reports = [r for r in queries.sessions(_client(), _index(), exp_id) if r.session_id == session_id]
+    # From its documents: which sequence numbers are missing, not only how many.
+    reports = read_reports(_client(), _index(), Selection(exp_id=exp_id, session_id=session_id))
     if not reports:
         abort(404)
     report = reports[0]
@@ -174,6 +182,7 @@ def create_dashboard(settings: Settings, users: Mapping[str, str], client: Elast
     app.before_request(_login_required)
     app.register_blueprint(pages)
     app.register_blueprint(lookups)
+    app.register_blueprint(screening)
     app.register_error_handler(TransportError, _elasticsearch_unavailable)
     return app
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import ssl
+import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ class Fault:
 
 @dataclass
 class Health:
+    backends: dict[str, str] = field(default_factory=dict)  # URL -> "up" or why not
     gauges: dict[str, float] = field(default_factory=dict)
     indexer_faults: list[str] = field(default_factory=list)
     metrics_error: str = ""
@@ -66,9 +69,22 @@ def open_faults(state_dir: Path) -> list[Fault]:
     return sorted(faults, key=lambda fault: fault.since)
 
 
-def read_health(metrics_url: str, ca_file: str, state_dir: Path) -> Health:
+def probe(url: str, context: ssl.SSLContext | None) -> str:
+    """A backend's state as HAProxy checks it: "up" when /logger/ready answers 200, else why not."""
+    try:
+        with urllib.request.urlopen(f"{url}/logger/ready", timeout=3, context=context) as answer:
+            return "up" if answer.status == 200 else f"answered {answer.status}"
+    except urllib.error.HTTPError as error:
+        return f"answered {error.code}"
+    except OSError as error:
+        return f"down: {getattr(error, 'reason', error)}"
+
+
+def read_health(metrics_url: str, ca_file: str, state_dir: Path, backends: tuple[str, ...] = ()) -> Health:
     health = Health(faults=open_faults(state_dir))
     context = ssl.create_default_context(cafile=ca_file or None) if metrics_url.startswith("https:") else None
+    with ThreadPoolExecutor(max_workers=8) as pool:  # a stopped one refuses at once, a hung one takes 3 s
+        health.backends = dict(zip(backends, pool.map(lambda url: probe(url, context), backends), strict=True))
     try:
         with urllib.request.urlopen(metrics_url, timeout=5, context=context) as answer:
             health.gauges, health.indexer_faults = parse_metrics(answer.read().decode())

@@ -11,13 +11,36 @@ from typing import Any, Literal
 
 from elasticsearch import Elasticsearch
 
-from ..completeness import SessionReport, session_reports
+from ..completeness import END_SESSION, SessionReport, session_reports, settle
 from ..toolkit.selection import Selection, stream
 from ..toolkit.sessions import read_reports
 
 Status = Literal["complete", "in progress", "incomplete"]
 # The tracker's fingerprint event (static/logger.js: browser_event "fingerprint", details.hash).
 FINGERPRINT_EVENT = {"term": {"content.browser_event": "fingerprint"}}
+END_SESSION_EVENT = {
+    "bool": {"filter": [{"term": {"log_type": "message"}}, {"term": {"content.message": END_SESSION}}]}
+}
+# What one session's report needs, counted by Elasticsearch. Distinct sequence numbers by cardinality at
+# its highest precision: exact in practice below 40,000 numbers a session (a session of the tracker
+# makes a few thousand at most); above, an estimate within a few per cent.
+SESSION_AGGS: dict[str, Any] = {
+    "first": {"min": {"field": "server_time"}},
+    "last": {"max": {"field": "server_time"}},
+    "types": {"terms": {"field": "log_type", "size": 100, "missing": ""}},
+    "sequenced": {
+        "filter": {"range": {"sequence_number": {"gte": 0}}},
+        "aggs": {
+            "distinct": {"cardinality": {"field": "sequence_number", "precision_threshold": 40000}},
+            "highest": {"max": {"field": "sequence_number"}},
+        },
+    },
+    "ends": {
+        "filter": END_SESSION_EVENT,
+        "aggs": {"counts": {"terms": {"field": "content.details.events", "size": 20}}},
+    },
+    **{name: {"terms": {"field": name, "size": 1}} for name in ("worker_id", "exp_id", "hit_id", "assignment_id")},
+}
 
 
 def status(report: SessionReport, now: datetime, idle: timedelta) -> Status:
@@ -67,7 +90,7 @@ def experiments(client: Elasticsearch, index: str, now: datetime, idle: timedelt
     )
     found = []
     for bucket in answer.get("aggregations", {}).get("experiments", {}).get("buckets", []):
-        reports = read_reports(client, index, Selection(exp_id=bucket["key"])) if bucket["key"] else []
+        reports = summaries(client, index, Selection(exp_id=bucket["key"])) if bucket["key"] else []
         last = bucket["last"].get("value")
         found.append(
             Experiment(
@@ -82,8 +105,71 @@ def experiments(client: Elasticsearch, index: str, now: datetime, idle: timedelt
 
 
 def sessions(client: Elasticsearch, index: str, exp_id: str, worker_id: str = "") -> list[SessionReport]:
-    """The experiment's sessions (of one worker if given), by session id."""
-    return read_reports(client, index, Selection(exp_id=exp_id, worker_id=worker_id))
+    """The experiment's sessions (of one worker if given), by session id: the reports `uqcrowd-log
+    sessions` gives, from Elasticsearch's aggregations (no document read; first_missing left empty)."""
+    return summaries(client, index, Selection(exp_id=exp_id, worker_id=worker_id))
+
+
+def summaries(client: Elasticsearch, index: str, selection: Selection) -> list[SessionReport]:
+    """Each selected session's report, counted per session by a composite aggregation, page by page."""
+    reports: list[SessionReport] = []
+    after: dict[str, Any] | None = None
+    while True:
+        composite: dict[str, Any] = {
+            "size": 500,
+            "sources": [{"session_id": {"terms": {"field": "session_id", "missing_bucket": True}}}],
+            **({"after": after} if after else {}),
+        }
+        answer = client.search(
+            index=index,
+            size=0,
+            ignore_unavailable=True,
+            query=selection.query(),
+            aggs={"sessions": {"composite": composite, "aggs": SESSION_AGGS}},
+        )
+        found = answer.get("aggregations", {}).get("sessions", {})
+        reports.extend(_report(bucket) for bucket in found.get("buckets", []))
+        after = found.get("after_key")
+        if not after or not found.get("buckets"):
+            return sorted(reports, key=lambda report: report.session_id)
+
+
+def _report(bucket: dict[str, Any]) -> SessionReport:
+    report = SessionReport(str(bucket["key"]["session_id"] or ""), stored=bucket["doc_count"])
+    for name in ("worker_id", "exp_id", "hit_id", "assignment_id"):
+        values = bucket[name]["buckets"]
+        setattr(report, name, str(values[0]["key"]) if values else "")
+    report.first_time, report.last_time = _time(bucket["first"]), _time(bucket["last"])
+    for kind in bucket["types"]["buckets"]:
+        report.by_type[str(kind["key"])] = kind["doc_count"]
+    ends = bucket["ends"]
+    if ends["doc_count"]:
+        report.end_sessions = ends["doc_count"]
+        counts = [(_integer(c["key"]), c["doc_count"]) for c in ends["counts"]["buckets"]]
+        declared = [n for n, _ in counts if n is not None]
+        counted = sum(times for n, times in counts if n is not None)
+        report.declared = max(declared + ([-1] if counted < ends["doc_count"] else []))  # -1: no count said
+    sequenced = bucket["sequenced"]
+    highest = sequenced["highest"]["value"]
+    settle(
+        report,
+        distinct=sequenced["distinct"]["value"],
+        highest=int(highest) if highest is not None else -1,
+        sequenced=sequenced["doc_count"],
+    )
+    return report
+
+
+def _time(value: dict[str, Any]) -> datetime | None:
+    return datetime.fromtimestamp(value["value"] / 1000, UTC) if value.get("value") is not None else None
+
+
+def _integer(text: Any) -> int | None:
+    """An End Session's count as the flattened field keeps it (text): an integer, or None."""
+    try:
+        return int(str(text))
+    except ValueError:
+        return None
 
 
 def events_per_day(client: Elasticsearch, index: str, exp_id: str) -> list[tuple[str, int]]:

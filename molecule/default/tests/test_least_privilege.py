@@ -19,8 +19,8 @@ ALLOWED = {
     "redis-password": {"/etc/redis/redis.conf"},
     "redis-service-password": {"/etc/uqcrowd-log/logger.env", ROOT_ONLY},
     "writer-password": {"/etc/uqcrowd-log/logger.env", ROOT_ONLY, "/etc/uqcrowd-monitor/monitor.json"},
-    # The toolkit's users: the reader's for the researchers' group, the others for root only.
-    "reader-password": {"/etc/uqcrowd-log/toolkit-reader.env"},
+    # The toolkit's users: the reader's for the researchers' group and the dashboard, the others for root only.
+    "reader-password": {"/etc/uqcrowd-log/toolkit-reader.env", "/etc/uqcrowd-log/dashboard.env"},
     "curator-password": {ROOT_ONLY},
     "withdrawer-password": {ROOT_ONLY},
     "retention-password": {ROOT_ONLY},
@@ -28,19 +28,22 @@ ALLOWED = {
 
 
 @pytest.mark.parametrize(
-    ("process", "user"),
-    [("java", "elasticsearch"), ("redis-server", "redis"), ("haproxy", "haproxy"), ("python", "uqcrowd")],
+    ("process", "users"),
+    [
+        ("java", {"elasticsearch"}),
+        ("redis-server", {"redis"}),
+        ("haproxy", {"haproxy"}),
+        ("python", {"uqcrowd", "uqcrowd-dashboard"}),  # the backends and the indexer; the dashboard
+    ],
 )
-def test_services_run_unprivileged(host, process, user):
+def test_services_run_unprivileged(host, process, users):
     owners = set(host.run(f"ps -o user= -C {process}").stdout.split())
     if process == "haproxy":
         owners.discard("root")  # the master process only; its worker serves requests
-        assert owners == {"haproxy"}
-    else:
-        assert owners == {user}
+    assert owners == users
 
 
-@pytest.mark.parametrize("unit", ["uqcrowd-logger@5001.service", "uqcrowd-indexer.service"])
+@pytest.mark.parametrize("unit", [f"uqcrowd-{name}.service" for name in ("logger@5001", "indexer", "dashboard")])
 def test_hardened_units(host, unit):
     text = host.run(f"systemd-analyze security {unit}").stdout
     score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", text).group(1))

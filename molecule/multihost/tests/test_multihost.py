@@ -5,11 +5,13 @@ Every request crosses the private network: client -> lb -> app -> data."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -146,6 +148,27 @@ def test_the_firewall_opens_redis_elasticsearch_and_backends_only_to_the_hosts_u
     table = data.check_output("nft list table inet uqcrowd_log")
     nodes = rf"set elasticsearch_transport_ipv4 {{\s*type ipv4_addr\s*elements = {{ {addresses['data']} }}"
     assert re.search(nodes, table), table
+
+
+def test_the_dashboard_on_the_app_host_is_reached_through_lb_and_speaks_https_only(lb, app, data, addresses):
+    """The dashboard runs on the first logger host (app), HAProxy on lb sends it /dashboard/ over HTTPS
+    verified by app's CA; its port is open to lb only; its health page reads the backends' https metrics."""
+    login = ("researcher", Path(os.environ["UQCROWD_DASHBOARD_LOGIN"], "researcher.password").read_text().strip())
+    dashboard = f"http://{addresses['lb']}:80/dashboard/health"
+    assert http(app, "GET", dashboard) == (401, "login required\n")
+    status, page = http(app, "GET", dashboard, auth=login)
+    assert status == 200
+    assert 'data-gauge="uqcrowd_queue_depth"' in page
+    assert "could not be read" not in page
+    direct = f"{addresses['app']}:5100/dashboard/"
+    assert http(lb, "GET", f"https://{direct}", cafile="/etc/haproxy/backends-ca.crt") == (401, "login required\n")
+    plain = lb.run(f"python3 -c \"import urllib.request; urllib.request.urlopen('http://{direct}', timeout=10)\"")
+    assert plain.rc != 0  # no plain HTTP: no answer a client can read
+    assert "HTTP Error 401" not in plain.stderr
+    assert (tcp_probe(lb, addresses["app"], 5100), tcp_probe(data, addresses["app"], 5100)) == ("open", "dropped")
+    key = app.file("/etc/uqcrowd-log/dashboard-tls/dashboard.key")  # its own key, of the backends' CA
+    assert (key.user, key.mode) == ("uqcrowd-dashboard", 0o600)
+    assert app.run("runuser -u uqcrowd-dashboard -- cat /etc/uqcrowd-log/tls/backend.key").rc != 0
 
 
 def service_secrets(app) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -42,7 +43,7 @@ def test_backends_sized_to_the_cores_run_as_the_service_user(host, ports):
     assert not host.service(f"uqcrowd-logger@{ports[-1] + 1}").is_running
     owners = host.run("ps -o user= -C python").stdout.split()
     assert owners
-    assert set(owners) == {"uqcrowd"}
+    assert set(owners) == {"uqcrowd", "uqcrowd-dashboard"}  # the backends and the indexer; the dashboard
 
 
 def test_backends_listen_on_loopback(host, ports):
@@ -102,7 +103,7 @@ def test_a_backend_is_started_once_it_serves(host, ports):
     assert (restart.rc, restart.stdout.strip()) == (0, "200"), restart.stderr
 
 
-@pytest.mark.parametrize("unit", ["uqcrowd-logger@5001.service", "uqcrowd-indexer.service"])
+@pytest.mark.parametrize("unit", [f"uqcrowd-{name}.service" for name in ("logger@5001", "indexer", "dashboard")])
 def test_units_are_hardened(host, unit):
     result = host.run(f"systemd-analyze security --json=short {unit}")
     assert result.rc == 0, result.stderr
@@ -153,3 +154,15 @@ def test_new_versions_are_releases_beside_the_running_one_and_the_oldest_are_del
         in refused.stdout + refused.stderr
     )
     assert versions(host, ports) == ["9.0.2"] * len(ports)  # the refusal changed nothing
+
+
+def test_the_dashboard_asks_for_the_login_and_runs_as_its_own_user(host):
+    password = Path(os.environ["UQCROWD_DASHBOARD_LOGIN"], "researcher.password").read_text().strip()
+    url = "http://127.0.0.1:5100/dashboard/health"  # the page that needs no Elasticsearch
+    assert http(host, "GET", url)[0] == 401
+    assert http(host, "GET", url, auth=("researcher", password + "x"))[0] == 401
+    status, page = http(host, "GET", url, auth=("researcher", password))
+    assert (status, 'data-gauge="uqcrowd_queue_depth"' in page) == (200, True)
+    assert ports_of(listening(host), 5100) == {"127.0.0.1"}
+    owner = host.run("systemctl show -p MainPID --value uqcrowd-dashboard | xargs ps -o user= -p").stdout.strip()
+    assert owner == "uqcrowd-dashboard"

@@ -1,0 +1,140 @@
+"""The researchers' dashboard measured on the export's 1,000,000 events (two experiments of 5,000
+sessions each): how long its pages take (Elasticsearch's aggregations, no document read), and the
+stack's ingest rate (b) with five experiment pages open (each polling live.json every 5 s, as the page
+does) against none, in the same run."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+from werkzeug.security import generate_password_hash
+
+from bench import export
+from tests.support.services import LOGGER, Process, free_port
+
+LOGIN = ("bench", "a bench password, not a secret")
+PAGES = {
+    "experiments (overview)": "/dashboard/",
+    "one experiment": "/dashboard/experiment/exp-0",
+    "its live.json (every 5 s)": "/dashboard/experiment/exp-0/live.json",
+}
+LIVE = "/dashboard/experiment/exp-0/live.json"
+VIEWERS = 5
+POLL_SECONDS = 5.0
+
+
+class Dashboard(Process):
+    """`python files/logger.py dashboard` on the export's indices."""
+
+    def __init__(self, work: Path, es_url: str) -> None:
+        users = work / "dashboard-users"
+        users.write_text(f"{LOGIN[0]}:{generate_password_hash(LOGIN[1])}\n")
+        self.port = free_port()
+        super().__init__(work / "dashboard.out")
+        self.env = {
+            "UQCROWD_ES_URL": es_url,
+            "UQCROWD_INDEX_PREFIX": export.PREFIX,
+            "UQCROWD_DASHBOARD_USERS_FILE": str(users),
+            "UQCROWD_DASHBOARD_PORT": str(self.port),
+            "UQCROWD_THREADS": "4",
+        }
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(LOGGER), "dashboard"]
+
+    def popen_options(self) -> dict[str, object]:
+        return {"env": {**os.environ, **self.env}}
+
+    def ready(self) -> bool:
+        return requests.get(f"{self.url}/dashboard/", timeout=2).status_code == 401
+
+
+def timed(url: str) -> float:
+    started = time.monotonic()
+    answer = requests.get(url, auth=LOGIN, timeout=600)
+    answer.raise_for_status()
+    return time.monotonic() - started
+
+
+def pages(dashboard: Dashboard, runs: int = 3) -> list[dict]:
+    """Each page's response time: the median and the slowest of `runs` after one not counted."""
+    figures = []
+    for name, path in PAGES.items():
+        timed(dashboard.url + path)  # Elasticsearch's caches warm, as on a page a researcher keeps open
+        seconds = [timed(dashboard.url + path) for _ in range(runs)]
+        median, slowest = round(statistics.median(seconds), 2), round(max(seconds), 2)
+        figures.append({"page": name, "median_s": median, "max_s": slowest})
+    return figures
+
+
+def with_viewers(dashboard: Dashboard, run: Callable[[], dict]) -> tuple[dict, dict]:
+    """`run` (a bench run) while VIEWERS pages poll live.json every POLL_SECONDS; the run, and the
+    polls' count and response times."""
+    stop = threading.Event()
+    times: list[float] = []
+
+    def viewer() -> None:
+        while not stop.is_set():
+            took = timed(dashboard.url + LIVE)
+            times.append(took)
+            stop.wait(max(POLL_SECONDS - took, 0))
+
+    threads = [threading.Thread(target=viewer, daemon=True) for _ in range(VIEWERS)]
+    for thread in threads:
+        thread.start()
+        time.sleep(POLL_SECONDS / VIEWERS)  # their polls spread, as pages opened at different times
+    try:
+        result = run()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(600)
+    polls = {"polls": len(times), "median_s": round(statistics.median(times), 2) if times else None}
+    return result, polls
+
+
+def table(figures: dict) -> str:
+    lines = [
+        f"dashboard on {figures['events']:,} events ({figures['sessions']:,} sessions in exp-0):",
+        "| page | median (s) | slowest (s) |",
+        "|---|---|---|",
+        *(f"| {p['page']} | {p['median_s']} | {p['max_s']} |" for p in figures["pages"]),
+        "",
+        f"(b) with {VIEWERS} experiment pages open against none, same run:",
+        "| dashboards open | requests/s | p99 (ms) | live.json polls | their median (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, run in (("none", figures["without"]), (str(VIEWERS), figures["with"])):
+        polls = figures["polls"] if name != "none" else {"polls": "-", "median_s": "-"}
+        lines.append(
+            f"| {name} | {run['requests_per_s']:,.0f} | {run['p99_ms']:.1f} | {polls['polls']} | {polls['median_s']} |"
+        )
+    ratio = figures["with"]["requests_per_s"] / figures["without"]["requests_per_s"]
+    lines.append(f"\nratio with / without: {ratio:.2f}")
+    return "\n".join(lines)
+
+
+def measure(work: Path, es_url: str, run_b: Callable[[str], dict]) -> dict:
+    """On the export's events (loaded before): the pages' times, then (b) without and with viewers;
+    `run_b(label)` is one (b) run of the stack."""
+    dashboard = Dashboard(work, es_url)
+    dashboard.start(60)
+    try:
+        figures = {"events": export.EVENTS, "sessions": export.EVENTS // export.PER_SESSION // 2}
+        figures["pages"] = pages(dashboard)
+        figures["without"] = run_b("no dashboard open")
+        figures["with"], figures["polls"] = with_viewers(dashboard, lambda: run_b(f"{VIEWERS} dashboards open"))
+    finally:
+        dashboard.stop()
+    return figures

@@ -1,0 +1,95 @@
+"""The researchers' dashboard as deployed (roles/logger, its own process) behind HAProxy: the login,
+what a researcher sees of a new experiment, its own least-privilege user, and the opt-in screening."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support.in_container import http, wait_documents
+
+FRONT = "http://127.0.0.1:80"
+ES = "http://127.0.0.1:9200"
+# The login scripts/dashboard-login.sh made for inventory/demo (scripts/molecule.sh exports where).
+LOGIN = ("researcher", Path(os.environ["UQCROWD_DASHBOARD_LOGIN"], "researcher.password").read_text().strip())
+
+
+@pytest.fixture(scope="module")
+def elastic(host):
+    return ("elastic", host.file("/etc/elasticsearch/elastic-password").content_string.strip())
+
+
+def _send(host, elastic, events: list[dict]) -> None:
+    assert http(host, "POST", f"{FRONT}/logger/insert", events, content_type="text/plain")[0] == 202
+    assert len(wait_documents(host, ES, elastic, events[0]["session_id"], len(events))) == len(events)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/dashboard/"),
+        ("GET", "/dashboard/health"),
+        ("GET", "/dashboard/experiment/any/events.ndjson"),
+        ("POST", "/analytics/session/worker/W1"),
+        ("POST", "/analytics/session/client/abc"),
+    ],
+)
+def test_every_dashboard_url_refuses_a_request_without_the_right_login(host, method, path):
+    for auth in [None, ("researcher", "not-the-password"), ("nobody", LOGIN[1])]:
+        assert http(host, method, f"{FRONT}{path}", auth=auth) == (401, "login required\n"), (path, auth)
+
+
+def test_the_researcher_sees_a_new_experiment_its_session_and_the_service_health(host, elastic):
+    exp_id, session = f"dash-{uuid.uuid4().hex[:8]}", f"s-{uuid.uuid4().hex[:8]}"
+    events = [
+        {"log_type": "message", "exp_id": exp_id, "session_id": session, "worker_id": "W-dash", "sequence_number": n}
+        for n in range(3)
+    ]
+    _send(host, elastic, events)
+    status, overview = http(host, "GET", f"{FRONT}/dashboard/", auth=LOGIN)
+    assert status == 200
+    assert f'<tr data-exp="{exp_id}">' in overview
+    status, page = http(host, "GET", f"{FRONT}/dashboard/experiment/{exp_id}", auth=LOGIN)
+    assert (status, f'data-session="{session}"' in page) == (200, True)
+    status, found = http(host, "POST", f"{FRONT}/analytics/session/worker/W-dash", auth=LOGIN)
+    assert (status, [s["session_id"] for s in found if s["exp_id"] == exp_id]) == (200, [session])
+    status, download = http(host, "GET", f"{FRONT}/dashboard/experiment/{exp_id}/events.ndjson", auth=LOGIN)
+    assert (status, len(download.splitlines())) == (200, 3)
+    status, health = http(host, "GET", f"{FRONT}/dashboard/health", auth=LOGIN)
+    assert status == 200
+    assert 'data-gauge="uqcrowd_queue_depth"' in health  # it reads a backend's metrics
+    assert "could not be read" not in health
+    backend = "http://127.0.0.1:5001"
+    assert f'<tr data-backend="{backend}"><td>{backend}</td><td class="complete">up</td>' in health  # each probed
+
+
+def test_the_dashboard_runs_as_its_own_user_with_the_readers_credentials_only(host):
+    assert host.service("uqcrowd-dashboard").is_running
+    assert host.run("ps -o user= -C python -C python3 | sort -u").stdout.split().count("uqcrowd-dashboard") == 1
+    settings = host.file("/etc/uqcrowd-log/dashboard.env")
+    assert (settings.user, settings.group, settings.mode) == ("root", "uqcrowd-dashboard", 0o640)
+    assert "UQCROWD_ES_USERNAME=uqcrowd_reader\n" in settings.content_string
+    users = host.file("/etc/uqcrowd-log/dashboard-users")
+    assert (users.group, users.mode) == ("uqcrowd-dashboard", 0o640)
+    assert LOGIN[1] not in users.content_string  # a hash, not the password
+    others = [("uqcrowd-dashboard", "logger.env"), ("uqcrowd", "dashboard.env")]  # each the other's credentials
+    for user, name in others:
+        refused = host.run(f"runuser -u {user} -- cat /etc/uqcrowd-log/{name}")
+        assert refused.rc != 0, (user, name)
+        assert "Permission denied" in refused.stderr, (user, name)
+
+
+def test_seen_answers_a_task_page_whether_a_worker_took_part_in_the_group(host, elastic):
+    worker = f"W-{uuid.uuid4().hex[:8]}"
+    event = {"log_type": "message", "exp_id": "pilot-2", "session_id": f"seen-{worker}", "worker_id": worker}
+    _send(host, elastic, [{**event, "sequence_number": 0}])
+
+    def seen(worker_id: str, group: str) -> tuple[int, object]:
+        return http(host, "GET", f"{FRONT}/logger/seen?worker_id={worker_id}&group={group}")
+
+    assert seen(worker, "pilot") == (200, {"seen": True})  # no login: a task page asks it
+    assert seen("W-never", "pilot") == (200, {"seen": False})
+    assert seen(worker, "pilot-2") == (404, {"error": "no such group"})  # an experiment is not a group
