@@ -35,7 +35,6 @@ class SessionReport:
     first_missing: list[int] = field(default_factory=list)  # the first few of them
     duplicates: int = 0  # documents beyond the first for one sequence number
     without_sequence: int = 0
-    missing_up_to: int = -1  # the highest sequence number the session should have (-1: none)
 
     @property
     def complete(self) -> bool:
@@ -123,18 +122,19 @@ def session_reports(documents: Iterable[dict[str, Any]]) -> list[SessionReport]:
             report.declared = max(declared, report.declared if report.declared is not None else declared)
     for session, report in reports.items():
         seen = sequences[session]
-        settle(report, distinct=len(seen), highest=max(seen, default=-1), sequenced=sum(seen.values()))
-        report.first_missing = _first_missing(seen, report.missing_up_to, 10)
+        expected = settle(report, distinct=len(seen), highest=max(seen, default=-1), sequenced=sum(seen.values()))
+        report.first_missing = _first_missing(seen, expected, 10)
     return [reports[s] for s in sorted(reports)]
 
 
-def settle(report: SessionReport, distinct: int, highest: int, sequenced: int) -> None:
+def settle(report: SessionReport, distinct: int, highest: int, sequenced: int) -> int:
     """The session's missing numbers and duplicates from what its documents carry: `distinct` sequence
     numbers, the `highest` of them (-1: none), `sequenced` documents with one. The one rule, whoever
-    counted: session_reports from the documents, the dashboard from Elasticsearch's aggregations."""
+    counted: session_reports from the documents, the dashboard from Elasticsearch's aggregations.
+    Returns the highest number the session should have (-1: none)."""
     if report.declared is not None:
         highest = max(highest, report.declared - 1)
-    report.missing_up_to = highest
     report.missing = highest + 1 - distinct
     report.duplicates = sequenced - distinct
     report.without_sequence = report.stored - sequenced
+    return highest
