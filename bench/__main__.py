@@ -319,7 +319,7 @@ def main(argv: list[str]) -> int:
     try:
         if argv[:1] == ["fsync"]:
             fsync_only(bench, results)
-        elif argv[:1] != ["export"]:
+        elif not argv:
             run_all(bench, results, limits)
         if argv[:1] not in (["fsync"], ["dashboard"]):
             print(f"export: loading {export.EVENTS:,} events, then exporting them in 3 formats", flush=True)

@@ -247,6 +247,46 @@ def _event(n: int) -> dict:
     }
 
 
+def test_viewers_of_one_experiment_share_one_count_of_it(es, settings, users, monkeypatch):
+    """Five live.json polls at once cost Elasticsearch what one costs; within LIVE_SECONDS the same
+    answer is given again (the page's freshness within 10 s is the tracked-sessions test's)."""
+    index = f"{settings.index_prefix}-live"
+    es.index(index=index, document={**_event(0), "exp_id": "exp-shared"}, refresh=True)
+    searches: list[str] = []
+    search = es.search
+
+    def counted(**kwargs):
+        searches.append(kwargs.get("index", ""))
+        return search(**kwargs)
+
+    monkeypatch.setattr(es, "search", counted)
+
+    def polls(viewers: int) -> list[int]:
+        client = create_dashboard(settings, users, client=es, live_seconds=60).test_client()
+        answers: list[int] = []
+
+        def poll() -> None:
+            answers.append(client.get("/dashboard/experiment/exp-shared/live.json", **login()).get_json()["events"])
+
+        threads = [threading.Thread(target=poll) for _ in range(viewers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        return answers
+
+    assert polls(1) == [1]
+    one = len(searches)
+    searches.clear()
+    assert polls(5) == [1] * 5
+    assert len(searches) == one  # not 5 x one
+
+    client = create_dashboard(settings, users, client=es, live_seconds=60).test_client()
+    assert client.get("/dashboard/experiment/exp-shared/live.json", **login()).get_json()["events"] == 1
+    es.index(index=index, document={**_event(1), "exp_id": "exp-shared"}, refresh=True)
+    assert client.get("/dashboard/experiment/exp-shared/live.json", **login()).get_json()["events"] == 1  # shared
+
+
 def test_a_worker_with_two_sessions_is_a_repeat_participant(es, settings, dashboard):
     index = f"{settings.index_prefix}-repeats"
     for worker, session_id in [("R", "r-1"), ("R", "r-2"), ("S", "s-1")]:
@@ -318,10 +358,13 @@ def test_seen_answers_only_whether_a_worker_took_part_in_the_group(es, settings,
 
 
 def test_the_aggregations_give_the_clis_reports_for_every_kind_of_session(es, settings):
-    """The dashboard counts sessions by aggregations (no document read); each report equals the one
-    `uqcrowd-log sessions` makes from the documents: complete, a gap, a duplicate, no End Session, an
-    End Session without a count or with a wrong one, events without a sequence number."""
-    from uqcrowd_log.dashboard.queries import summaries
+    """The dashboard counts sessions by aggregations; each report equals the one `uqcrowd-log sessions`
+    makes from the documents: complete, a gap, a duplicate, no End Session, an End Session without a
+    count or with a wrong one, events without a sequence number, and a session longer than the distinct
+    count is exact for (one number missing, one twice: recounted from its documents)."""
+    from elasticsearch.helpers import bulk
+
+    from uqcrowd_log.dashboard.queries import EXACT_UP_TO, summaries
     from uqcrowd_log.toolkit.selection import Selection
     from uqcrowd_log.toolkit.sessions import read_reports
 
@@ -336,6 +379,8 @@ def test_the_aggregations_give_the_clis_reports_for_every_kind_of_session(es, se
         "end-without-count": [{}, {**end(0), "content": {"message": "End Session"}}],
         "wrong-count": [{}, end("three")],
         "unnumbered": [{}, "unnumbered", end(2)],
+        # Beyond its threshold, the cardinality is an estimate (HyperLogLog): counted from the documents.
+        "long": [{}, None, {}, "again", *([{}] * 4 * EXACT_UP_TO), end(4 * EXACT_UP_TO + 5)],
     }
     index = f"{settings.index_prefix}-aggs"
     actions = []
@@ -351,9 +396,7 @@ def test_the_aggregations_give_the_clis_reports_for_every_kind_of_session(es, se
             elif shape:
                 document.update(shape)
             actions.append(document)
-    for document in actions:
-        es.index(index=index, document=document)
-    es.indices.refresh(index=index)
+    bulk(es, actions, index=index, refresh=True)
 
     selection = Selection(exp_id="exp-aggs")
     expected = {r.session_id: r.as_row() for r in read_reports(es, index, selection)}

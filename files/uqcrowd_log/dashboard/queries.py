@@ -5,7 +5,7 @@ time, and the original's two lookups (sessions of a worker, of a browser fingerp
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -21,9 +21,14 @@ FINGERPRINT_EVENT = {"term": {"content.browser_event": "fingerprint"}}
 END_SESSION_EVENT = {
     "bool": {"filter": [{"term": {"log_type": "message"}}, {"term": {"content.message": END_SESSION}}]}
 }
-# What one session's report needs, counted by Elasticsearch. Distinct sequence numbers by cardinality at
-# its highest precision: exact in practice below 40,000 numbers a session (a session of the tracker
-# makes a few thousand at most); above, an estimate within a few per cent.
+# What one session's report needs, counted by Elasticsearch. Distinct sequence numbers by cardinality:
+# up to its precision_threshold Elasticsearch counts by linear counting, which can only undercount (two
+# numbers' hashes colliding), never overcount. So a session with as many distinct numbers as numbered
+# events, and no more of them than the threshold, is counted exactly; any other (an apparent duplicate, a
+# longer session) is recounted from its documents. Each bucket of a page reserves about 8 bytes per unit of
+# the threshold: 500 x 3,000 x 8 bytes = 12 MB a shard (40,000 tripped a 512 MB heap's circuit breaker).
+EXACT_UP_TO = 3000
+PAGE = 500
 SESSION_AGGS: dict[str, Any] = {
     "first": {"min": {"field": "server_time"}},
     "last": {"max": {"field": "server_time"}},
@@ -31,7 +36,7 @@ SESSION_AGGS: dict[str, Any] = {
     "sequenced": {
         "filter": {"range": {"sequence_number": {"gte": 0}}},
         "aggs": {
-            "distinct": {"cardinality": {"field": "sequence_number", "precision_threshold": 40000}},
+            "distinct": {"cardinality": {"field": "sequence_number", "precision_threshold": EXACT_UP_TO}},
             "highest": {"max": {"field": "sequence_number"}},
         },
     },
@@ -106,17 +111,18 @@ def experiments(client: Elasticsearch, index: str, now: datetime, idle: timedelt
 
 def sessions(client: Elasticsearch, index: str, exp_id: str, worker_id: str = "") -> list[SessionReport]:
     """The experiment's sessions (of one worker if given), by session id: the reports `uqcrowd-log
-    sessions` gives, from Elasticsearch's aggregations (no document read; first_missing left empty)."""
+    sessions` gives, from Elasticsearch's aggregations (first_missing empty unless recounted)."""
     return summaries(client, index, Selection(exp_id=exp_id, worker_id=worker_id))
 
 
 def summaries(client: Elasticsearch, index: str, selection: Selection) -> list[SessionReport]:
-    """Each selected session's report, counted per session by a composite aggregation, page by page."""
+    """Each selected session's report, counted per session by a composite aggregation, page by page;
+    the few the aggregation cannot count exactly are read from their documents (`read_reports`)."""
     reports: list[SessionReport] = []
     after: dict[str, Any] | None = None
     while True:
         composite: dict[str, Any] = {
-            "size": 500,
+            "size": PAGE,
             "sources": [{"session_id": {"terms": {"field": "session_id", "missing_bucket": True}}}],
             **({"after": after} if after else {}),
         }
@@ -128,10 +134,22 @@ def summaries(client: Elasticsearch, index: str, selection: Selection) -> list[S
             aggs={"sessions": {"composite": composite, "aggs": SESSION_AGGS}},
         )
         found = answer.get("aggregations", {}).get("sessions", {})
-        reports.extend(_report(bucket) for bucket in found.get("buckets", []))
+        for bucket in found.get("buckets", []):
+            session_id = bucket["key"]["session_id"]
+            if exact(bucket) or not session_id:  # events without a session: no document query selects them
+                reports.append(_report(bucket))
+            else:
+                reports.extend(read_reports(client, index, replace(selection, session_id=str(session_id))))
         after = found.get("after_key")
         if not after or not found.get("buckets"):
             return sorted(reports, key=lambda report: report.session_id)
+
+
+def exact(bucket: dict[str, Any]) -> bool:
+    """Whether the bucket's distinct count is exact: one distinct number per numbered event, no more of
+    them than the threshold (linear counting undercounts only)."""
+    sequenced = bucket["sequenced"]
+    return sequenced["doc_count"] <= EXACT_UP_TO and sequenced["distinct"]["value"] == sequenced["doc_count"]
 
 
 def _report(bucket: dict[str, Any]) -> SessionReport:
