@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -70,6 +70,26 @@ def test_the_right_login_is_accepted(dashboard):
     assert dashboard.get("/dashboard/", **login()).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("url", "options", "status"),
+    [
+        ("/dashboard/", login(), 200),
+        ("/dashboard/", {}, 401),
+        ("/dashboard/static/live.js", login(), 200),
+        ("/dashboard/static/live.js", {}, 401),
+        ("/dashboard/experiment/none/events.csv", login(), 200),
+    ],
+)
+def test_no_answer_is_kept_by_a_browser_or_framed_by_another_site(dashboard, url, options, status):
+    answer = dashboard.get(url, **options)
+    assert answer.status_code == status
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.headers["X-Frame-Options"] == "DENY"
+    policy = dict(part.strip().split(" ", 1) for part in answer.headers["Content-Security-Policy"].split(";"))
+    assert (policy["default-src"], policy["script-src"], policy["frame-ancestors"]) == ("'none'", "'self'", "'none'")
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
+
+
 def test_elasticsearch_down_is_a_503_in_one_line(settings, users):
     down = create_dashboard(replace(settings, es_url="http://127.0.0.1:9"), users).test_client()
     answer = down.get("/dashboard/", **login())
@@ -109,6 +129,7 @@ def test_three_tracked_sessions_one_cut_short_as_the_cli_reports_them(
     page = dashboard.get("/dashboard/experiment/exp-42", **login()).get_data(as_text=True)
     statuses = dict(re.findall(r'data-session="([^"]+)" data-status="([^"]+)"', page))
     assert statuses == {ids[0]: "complete", ids[1]: "complete", ids[2]: "incomplete"}
+    assert list(statuses) == ids[::-1]  # the newest session first
 
     cli = run(es_server, settings.index_prefix, "sessions", "--exp-id", "exp-42", "--csv")
     rows = {row["session_id"]: row for row in csv.DictReader(io.StringIO(cli.stdout))}
@@ -155,7 +176,13 @@ def test_three_tracked_sessions_one_cut_short_as_the_cli_reports_them(
     by_client = dashboard.post(f"/analytics/session/client/{fingerprint}", **login()).get_json()
     assert sorted(s["session_id"] for s in by_client) == sorted(ids)  # one browser, three worker ids
 
-    _screenshots(browser, create_dashboard(replace(settings, dashboard_idle_seconds=3), USERS, client=es), ids[2])
+    shown = replace(  # the health page of a running pipeline: the late backend up, the stopped one down
+        settings,
+        dashboard_idle_seconds=3,
+        dashboard_metrics_url=f"{late.url}/logger/metrics",
+        dashboard_backends=(late.url, backend.url),
+    )
+    _screenshots(browser, create_dashboard(shown, USERS, client=es), ids[2])
 
 
 ARTIFACTS = Path(os.environ.get("UQCROWD_ARTIFACTS", Path(__file__).parents[2] / ".cache" / "artifacts"))
@@ -224,7 +251,9 @@ def test_the_experiment_page_redraws_itself_in_the_browser_as_events_arrive(es, 
         origin = f"127.0.0.1:{server.server_port}"
         browser.get(f"http://researcher:{quote(PASSWORD)}@{origin}/dashboard/")  # the login, as a prompt would
         browser.get(f"http://{origin}/dashboard/experiment/exp-live")  # (a URL with a login cannot fetch())
-        wait_until(lambda: "2 events" in _shown(browser), 20, "the live view")
+        wait_until(lambda: "2 events" in _shown(browser), 20, "the live view")  # its script, as the CSP allows
+        header = "return getComputedStyle(document.querySelector('header')).backgroundColor"
+        assert browser.execute_script(header) == "rgb(29, 35, 48)"  # its stylesheet, as the CSP allows
         es.index(index=index, document=_event(2), refresh=True)
         wait_until(lambda: "3 events" in _shown(browser), 10, "the new event without a reload")
         assert browser.execute_script("return performance.getEntriesByType('navigation')[0].type") == "navigate"
@@ -287,6 +316,30 @@ def test_viewers_of_one_experiment_share_one_count_of_it(es, settings, users, mo
     assert client.get("/dashboard/experiment/exp-shared/live.json", **login()).get_json()["events"] == 1  # shared
 
 
+def test_a_sessions_page_draws_its_events_over_time_by_type(es, settings, dashboard):
+    """One chart per log_type from the session's first event to its last: each chart's points sum to that
+    type's stored events, and the events of minute 2 fall in the chart's second half."""
+    index = f"{settings.index_prefix}-timeline"
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    moments = {"message": [0, 1, 150], "mouse_event": [10, 20, 130, 140, 150]}  # seconds after the start
+    for kind, seconds in moments.items():
+        for n, second in enumerate(seconds):
+            at = (start + timedelta(seconds=second)).isoformat()
+            es.index(index=index, document={**_event(n), "log_type": kind, "session_id": "s-t", "server_time": at})
+    es.indices.refresh(index=index)
+    page = dashboard.get("/dashboard/experiment/exp-live/session/s-t", **login()).get_data(as_text=True)
+    charts = dict(re.findall(r'<h3 data-type="([^"]+)">.*?</h3>\s*(<svg.*?</svg>)', page, re.S))
+    assert sorted(charts) == sorted(moments)
+    for kind, svg in charts.items():
+        points = [int(n) for n in re.findall(r'data-count="(\d+)"', svg)]
+        assert sum(points) == len(moments[kind]), kind
+        assert len(points) > 10, kind  # over time, not one total
+        late = sum(1 for second in moments[kind] if second >= 120)
+        assert sum(points[len(points) // 2 :]) >= late, kind
+    first_label = re.search(r'data-label="([^"]+)"', charts["message"]).group(1)
+    assert first_label == "09:00:00"
+
+
 def test_a_worker_with_two_sessions_is_a_repeat_participant(es, settings, dashboard):
     index = f"{settings.index_prefix}-repeats"
     for worker, session_id in [("R", "r-1"), ("R", "r-2"), ("S", "s-1")]:
@@ -315,7 +368,7 @@ def test_the_health_page_shows_the_queue_and_the_monitorings_open_incidents(sett
         .get_data(as_text=True)
     )
     gauges = dict(re.findall(r'<tr data-gauge="([^"]+)"><td>[^<]*</td><td class="n">([^<]*)</td>', page))
-    assert (gauges["uqcrowd_queue_depth"], gauges["uqcrowd_redis_up"]) == ("3.0", "1.0")
+    assert (gauges["uqcrowd_queue_depth"], gauges["uqcrowd_redis_up"]) == ("3", "1")
     assert re.findall(r'<tr data-check="([^"]+)">.*?<td>([^<]*)</td></tr>', page) == [("disk", "free 9%")]
     states = dict(re.findall(r'<tr data-backend="([^"]+)"><td>[^<]*</td><td class="[^"]*">([^<]*)</td>', page))
     assert states[backend.url] == "up"

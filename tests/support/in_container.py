@@ -13,8 +13,11 @@ from typing import Any
 ES_CA_FILES = ["/etc/elasticsearch/certs/ca.crt", "/etc/uqcrowd-log/elasticsearch-ca.crt"]
 
 _CLIENT = r"""
-import base64, json, os, ssl, sys, urllib.request, urllib.error
-method, url, body, user, password, content_type, expression, headers, cafiles = json.loads(sys.argv[1])
+import base64, json, os, socket, ssl, sys, urllib.request, urllib.error
+method, url, body, user, password, content_type, expression, headers, cafiles, source = json.loads(sys.argv[1])
+if source:  # connect from this local address (another client, as HAProxy counts them)
+    connect = socket.create_connection
+    socket.create_connection = lambda address, timeout=None, _=None: connect(address, timeout, (source, 0))
 found = [path for path in cafiles if os.path.exists(path)]  # the first CA file there, else the system's CAs
 context = ssl.create_default_context(cafile=found[0] if found else None)
 if expression:  # a body too big for a command line is built here
@@ -47,17 +50,19 @@ def http(
     expression: str = "",
     headers: dict[str, str] | None = None,
     cafile: str | None = None,
+    source: str = "",
 ) -> tuple[int, Any]:
     """(status, parsed JSON or text) of a request sent by python3 inside the container (status 0: no answer,
     or an https server whose certificate does not verify). https is verified with `cafile`, by default the
     Elasticsearch cluster's CA if the host has it (ES_CA_FILES); "": the system's CAs only.
 
-    `expression`: Python (json is imported) that builds a body too large for a command line."""
+    `expression`: Python (json is imported) that builds a body too large for a command line. `source`: the
+    local address to connect from (a loopback one, 127.0.0.2, is another client to HAProxy)."""
     if body is not None and not isinstance(body, str):
         body = json.dumps(body)
     user, password = auth or ("", "")
     cafiles = ES_CA_FILES if cafile is None else [cafile] if cafile else []
-    args = json.dumps([method, url, body, user, password, content_type, expression, headers or {}, cafiles])
+    args = json.dumps([method, url, body, user, password, content_type, expression, headers or {}, cafiles, source])
     result = host.run(f"python3 -c {shlex.quote(_CLIENT)} {shlex.quote(args)}")
     assert result.rc == 0, result.stderr
     status, text = json.loads(result.stdout)

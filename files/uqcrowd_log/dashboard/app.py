@@ -26,12 +26,24 @@ from .auth import allowed, read_users
 from .health import SHOWN, read_health
 from .screening import screening
 
-pages = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+pages = Blueprint("dashboard", __name__, url_prefix="/dashboard", static_folder="static")
 lookups = Blueprint("analytics", __name__, url_prefix="/analytics")
 REALM = 'Basic realm="UQCrowd-Log dashboard", charset="UTF-8"'
 # How long one answer of live.json is given again: its page polls every 5 s, so five researchers watching
 # one experiment cost Elasticsearch one count of its sessions every 3 s, not five every 5 s.
 LIVE_SECONDS = 3.0
+# Every answer: nothing kept by a browser or a proxy (the pages name participants), nothing run or loaded
+# but the dashboard's own script and stylesheet, never inside another site's frame, no Referer sent on.
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,7 @@ def experiment(exp_id: str) -> str:
     reports = queries.sessions(_client(), _index(), exp_id, worker_id)
     if not reports and not worker_id:
         abort(404)
+    reports.sort(key=lambda report: report.first_time or datetime.min.replace(tzinfo=UTC), reverse=True)  # newest first
     days = queries.events_per_day(_client(), _index(), exp_id)
     return render_template(
         "experiment.html",
@@ -165,8 +178,13 @@ def session(exp_id: str, session_id: str) -> str:
     if not reports:
         abort(404)
     report = reports[0]
+    timeline = queries.session_timeline(_client(), _index(), exp_id, report)
     return render_template(
-        "session.html", exp_id=exp_id, report=report, status=queries.status(report, datetime.now(UTC), _idle())
+        "session.html",
+        exp_id=exp_id,
+        report=report,
+        status=queries.status(report, datetime.now(UTC), _idle()),
+        timeline={kind: Markup(charts.bars(points, height=90)) for kind, points in sorted(timeline.items())},
     )
 
 
@@ -178,6 +196,11 @@ def by_worker(worker_id: str) -> Response:
 @lookups.post("/session/client/<fingerprint>")
 def by_fingerprint(fingerprint: str) -> Response:
     return jsonify([r.as_row() for r in queries.sessions_of_fingerprint(_client(), _index(), fingerprint)])
+
+
+def _secured(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 def _elasticsearch_unavailable(error: TransportError) -> Response:
@@ -205,6 +228,7 @@ def create_dashboard(
         live_seconds=live_seconds,
     )
     app.before_request(_login_required)
+    app.after_request(_secured)
     app.register_blueprint(pages)
     app.register_blueprint(lookups)
     app.register_blueprint(screening)

@@ -26,7 +26,7 @@ def bars(points: Sequence[tuple[str, int]], width: int = 720, height: int = 160)
     return (
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="events per period">'
         + "".join(shapes)
-        + f'<text x="2" y="11">{top} events</text>'
+        + f'<text x="2" y="11">{top} event{"" if top == 1 else "s"}</text>'
         + f'<text x="0" y="{height - 4}">{first}</text>'
         + f'<text x="{len(points) * step:.1f}" y="{height - 4}" text-anchor="end">{last}</text></svg>'
     )

@@ -221,6 +221,39 @@ def events_per_minute(client: Elasticsearch, index: str, exp_id: str, now: datet
     return [(minute.strftime("%H:%M"), stored.get(minute, 0)) for minute in minutes]
 
 
+def session_timeline(
+    client: Elasticsearch, index: str, exp_id: str, report: SessionReport, points: int = 40
+) -> dict[str, list[tuple[str, int]]]:
+    """A session's events over time by type: for each log_type, (HH:MM:SS, events stored then, UTC) in
+    about `points` equal steps (a second at the least) from its first event to its last, empty ones too."""
+    if report.first_time is None or report.last_time is None:
+        return {}
+    first, last = (int(moment.timestamp() * 1000) for moment in (report.first_time, report.last_time))
+    step = max(1000, -(-(last - first) // points))  # milliseconds, rounded up
+    over_time = {
+        "date_histogram": {
+            "field": "server_time",
+            "fixed_interval": f"{step}ms",
+            "min_doc_count": 0,
+            "extended_bounds": {"min": first, "max": last},
+        }
+    }
+    answer = client.search(
+        index=index,
+        size=0,
+        ignore_unavailable=True,
+        query=Selection(exp_id=exp_id, session_id=report.session_id).query(),
+        aggs={"types": {"terms": {"field": "log_type", "size": 100, "missing": ""}, "aggs": {"time": over_time}}},
+    )
+    return {
+        kind["key"]: [
+            (datetime.fromtimestamp(bucket["key"] / 1000, UTC).strftime("%H:%M:%S"), bucket["doc_count"])
+            for bucket in kind["time"]["buckets"]
+        ]
+        for kind in answer.get("aggregations", {}).get("types", {}).get("buckets", [])
+    }
+
+
 def _since(moment: datetime) -> dict[str, Any]:
     return {"range": {"server_time": {"gte": moment.isoformat()}}}
 

@@ -28,18 +28,34 @@ def _send(host, elastic, events: list[dict]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("GET", "/dashboard/"),
-        ("GET", "/dashboard/health"),
-        ("GET", "/dashboard/experiment/any/events.ndjson"),
-        ("POST", "/analytics/session/worker/W1"),
-        ("POST", "/analytics/session/client/abc"),
+    ("method", "path", "source"),
+    [  # each from its own address: HAProxy counts an address's refused logins
+        ("GET", "/dashboard/", "127.0.1.1"),
+        ("GET", "/dashboard/health", "127.0.1.2"),
+        ("GET", "/dashboard/experiment/any/events.ndjson", "127.0.1.3"),
+        ("POST", "/analytics/session/worker/W1", "127.0.1.4"),
+        ("POST", "/analytics/session/client/abc", "127.0.1.5"),
     ],
 )
-def test_every_dashboard_url_refuses_a_request_without_the_right_login(host, method, path):
+def test_every_dashboard_url_refuses_a_request_without_the_right_login(host, method, path, source):
     for auth in [None, ("researcher", "not-the-password"), ("nobody", LOGIN[1])]:
-        assert http(host, method, f"{FRONT}{path}", auth=auth) == (401, "login required\n"), (path, auth)
+        answer = http(host, method, f"{FRONT}{path}", auth=auth, source=source)
+        assert answer == (401, "login required\n"), (path, auth)
+
+
+def test_an_address_guessing_logins_is_refused_before_the_dashboard_checks_another(host):
+    """After haproxy_dashboard_max_failed_logins (10) refused logins, HAProxy answers 429 to that address,
+    even with the right password; the researcher's address and the tracker's events are not affected."""
+    guesser = "127.0.0.2"
+    for n in range(10):
+        answer = http(host, "GET", f"{FRONT}/dashboard/", auth=("researcher", f"guess-{n}"), source=guesser)
+        assert answer == (401, "login required\n"), n
+    refused = (429, "too many refused logins from this address, retry later\n")
+    assert http(host, "GET", f"{FRONT}/dashboard/", auth=LOGIN, source=guesser) == refused
+    assert http(host, "POST", f"{FRONT}/analytics/session/worker/W1", auth=LOGIN, source=guesser) == refused
+    assert http(host, "GET", f"{FRONT}/dashboard/", auth=LOGIN)[0] == 200
+    event = {"log_type": "message", "session_id": f"guesser-{uuid.uuid4().hex[:8]}", "sequence_number": 0}
+    assert http(host, "POST", f"{FRONT}/logger/insert", [event], content_type="text/plain", source=guesser)[0] == 202
 
 
 def test_the_researcher_sees_a_new_experiment_its_session_and_the_service_health(host, elastic):
