@@ -243,7 +243,7 @@ def session_timeline(
         size=0,
         ignore_unavailable=True,
         query=Selection(exp_id=exp_id, session_id=report.session_id).query(),
-        aggs={"types": {"terms": {"field": "log_type", "size": 100, "missing": ""}, "aggs": {"time": over_time}}},
+        aggs={"types": {**SESSION_AGGS["types"], "aggs": {"time": over_time}}},
     )
     return {
         kind["key"]: [

