@@ -4,22 +4,22 @@ SHELL := /bin/bash
 
 VENV      := .venv
 BIN       := $(VENV)/bin
-ROLES     := elasticsearch redis logger haproxy monitoring
 ROLE      ?=
 SCENARIO  ?=
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv deps molecule-host lint test-unit molecule test bench bench-export bench-dashboard bench-fsync password-hash demo demo-down
+.PHONY: help venv deps molecule-host lint test-unit test-service molecule test bench bench-export bench-dashboard bench-fsync password-hash demo demo-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: requirements-dev.txt files/requirements.txt
+$(BIN)/.installed: requirements-dev.txt files/requirements.txt files/requirements-parquet.txt files/pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps --editable files  # the service's package (its dependencies: pinned above)
 	touch $@
 
 venv: $(BIN)/.installed ## Python tooling (pinned) in .venv
@@ -38,15 +38,18 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile)
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint
 
+test-unit: venv ## the pure tests of the service's code (no server, seconds)
+	$(BIN)/pytest tests/unit
+
 # Two workers (each its own Redis and Elasticsearch): much of these tests' time is waiting on a fault
 # held for seconds (a page offline, a server answering 503), which the other worker fills.
-test-unit: venv deps ## the service's tests against real Redis, Elasticsearch and Chromium
-	$(BIN)/pytest -n 2 --dist loadfile
+test-service: venv deps ## the service's tests against real Redis, Elasticsearch, HAProxy and Chromium
+	$(BIN)/pytest -n 2 --dist loadfile tests/service
 
 molecule: venv deps molecule-host ## Molecule scenarios (ROLE=name or SCENARIO=name to narrow)
 	scripts/molecule.sh "$(ROLE)" "$(SCENARIO)"
 
-test: lint test-unit molecule ## everything CI runs
+test: lint test-unit test-service molecule ## everything CI runs
 
 bench: venv deps ## throughput and latency of the stack against the original design, then the export
 	$(BIN)/python -m bench
@@ -61,7 +64,7 @@ bench-fsync: venv deps ## only Redis's appendfsync always against everysec: (b),
 	$(BIN)/python -m bench fsync
 
 password-hash: venv ## a dashboard login's password hash for the vault (asks the password twice)
-	@PYTHONPATH=files $(BIN)/python -m uqcrowd_log.cli password-hash
+	@$(BIN)/uqcrowd-log password-hash
 
 demo: venv molecule-host ## the whole stack in the container uqcrowd-log-demo, HAProxy on 127.0.0.1:8080
 	scripts/demo.sh up

@@ -27,12 +27,9 @@ import redis
 import requests
 from elasticsearch import Elasticsearch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "files")]
-
-from bench import dashboard, export  # noqa: E402
-from bench.limits import MinimalBackend, cpu_seconds, rss_mb, sink_ceiling  # noqa: E402
-from tests.support.services import (  # noqa: E402
+from bench import dashboard, export
+from bench.limits import MinimalBackend, cpu_seconds, rss_mb, sink_ceiling
+from tests.support.services import (
     ElasticsearchServer,
     HaproxyServer,
     LoggerProcess,
@@ -41,7 +38,9 @@ from tests.support.services import (  # noqa: E402
     free_port,
     wait_until,
 )
-from uqcrowd_log.redis_queue import EventQueue  # noqa: E402
+from uqcrowd_log.redis_queue import EventQueue
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
 HALF_RATE_SECONDS = int(os.environ.get("BENCH_HALF_RATE_SECONDS", "60"))

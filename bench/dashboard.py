@@ -17,7 +17,7 @@ import requests
 from werkzeug.security import generate_password_hash
 
 from bench import export
-from tests.support.services import LOGGER, Process, free_port
+from tests.support.services import Process, free_port
 from uqcrowd_log.dashboard.app import LIVE_SECONDS
 
 LOGIN = ("bench", "a bench password, not a secret")
@@ -32,7 +32,7 @@ POLL_SECONDS = 5.0
 
 
 class Dashboard(Process):
-    """`python files/logger.py dashboard` on the export's indices."""
+    """`python -m uqcrowd_log dashboard` on the export's indices."""
 
     def __init__(self, work: Path, es_url: str) -> None:
         users = work / "dashboard-users"
@@ -52,7 +52,7 @@ class Dashboard(Process):
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return [sys.executable, str(LOGGER), "dashboard"]
+        return [sys.executable, "-m", "uqcrowd_log", "dashboard"]
 
     def popen_options(self) -> dict[str, object]:
         return {"env": {**os.environ, **self.env}}

@@ -14,7 +14,6 @@ from pathlib import Path
 import orjson
 from elasticsearch import Elasticsearch
 
-from tests.support.services import ROOT
 from uqcrowd_log.elastic import bulk_create_split
 from uqcrowd_log.events import Prepared
 
@@ -58,7 +57,7 @@ def export(es_url: str, fmt: str) -> dict:
         env = {**os.environ, "UQCROWD_ES_URL": es_url, "UQCROWD_INDEX_PREFIX": PREFIX}
         started = time.monotonic()
         child = subprocess.Popen(
-            [sys.executable, str(ROOT / "files/uqcrowd-log"), "export", "--format", fmt, "-o", str(out)],
+            [str(Path(sys.executable).with_name("uqcrowd-log")), "export", "--format", fmt, "-o", str(out)],
             env=env,
             stderr=subprocess.PIPE,
         )

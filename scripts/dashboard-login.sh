@@ -10,7 +10,7 @@ if [ ! -s "$dir/researcher.hash" ]; then
   umask 077
   mkdir -p "$dir"
   python3 -c 'import secrets; print(secrets.token_urlsafe(18))' > "$dir/researcher.password"
-  PYTHONPATH=files .venv/bin/python -m uqcrowd_log.cli password-hash --stdin < "$dir/researcher.password" > "$dir/researcher.hash.tmp"
+  .venv/bin/uqcrowd-log password-hash --stdin < "$dir/researcher.password" > "$dir/researcher.hash.tmp"
   mv "$dir/researcher.hash.tmp" "$dir/researcher.hash"
 fi
 echo "$dir"

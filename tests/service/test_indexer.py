@@ -8,7 +8,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import orjson
-import pytest
 import redis
 import requests
 
@@ -256,18 +255,6 @@ def test_metrics_are_the_same_from_every_backend(es, es_server, settings, spawn)
         10,
         "indexed counter",
     )
-
-
-@pytest.mark.parametrize("port_arg", ["0", "70000", "abc"])
-def test_entry_point_rejects_bad_ports(port_arg):
-    import subprocess
-    import sys
-
-    from tests.support.services import LOGGER
-
-    result = subprocess.run([sys.executable, str(LOGGER), port_arg], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2
-    assert "neither a port" in result.stderr
 
 
 def test_a_bulk_refused_whole_is_split_and_only_the_culprit_is_dead_lettered(es, es_server, settings, spawn, queue):

@@ -264,7 +264,7 @@ class HaproxyServer(Process):
 
 
 class LoggerProcess(Process):
-    """`python files/logger.py PORT` (an HTTP backend) or `python files/logger.py indexer`."""
+    """`python -m uqcrowd_log PORT` (an HTTP backend) or `python -m uqcrowd_log indexer`: the installed package."""
 
     def __init__(self, workdir: Path, env: Mapping[str, str], what: str = "backend") -> None:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -277,7 +277,7 @@ class LoggerProcess(Process):
         return f"{'https' if self.env.get('UQCROWD_TLS_CERT') else 'http'}://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return [sys.executable, str(LOGGER), str(self.port) if self.what == "backend" else "indexer"]
+        return [sys.executable, "-m", "uqcrowd_log", str(self.port) if self.what == "backend" else "indexer"]
 
     def popen_options(self) -> dict[str, object]:
         return {"env": {**os.environ, **self.env}}
