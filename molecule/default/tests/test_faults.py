@@ -134,7 +134,7 @@ def test_a_4_gb_host_fills_its_queue_to_the_mark_with_elasticsearch_stopped_and_
 
 def test_redis_restarted_keeps_queued_events(host, elastic):
     session = f"redis-restart-{uuid.uuid4().hex[:6]}"
-    assert host.run("systemctl stop uqcrowd-indexer").rc == 0
+    assert host.run("/opt/uqcrowd-log/stop.sh indexer").rc == 0
     try:
         queued = post_many(host, FRONT, {"log_type": "message", "session_id": f"{session}-queued"}, 200)
         assert queued == [202] * 200
@@ -149,7 +149,7 @@ def test_redis_restarted_keeps_queued_events(host, elastic):
         recovery = time.monotonic() - restarted
         assert int(redis_as_service(host, "xlen", "uqcrowd-log:events")) >= depth  # the append-only file kept them
     finally:
-        assert host.run("systemctl start uqcrowd-indexer").rc == 0
+        assert host.run("/opt/uqcrowd-log/start.sh indexer").rc == 0
     outcome = load.result(host, session)
     docs, _ = wait_stored(host, elastic, session, outcome["accepted"])
     before_docs, _ = wait_stored(host, elastic, f"{session}-queued", list(range(200)))
@@ -167,7 +167,7 @@ def test_redis_restarted_keeps_queued_events(host, elastic):
 
 def test_sigkill_indexer_mid_batch(host, elastic):
     session = f"kill-indexer-{uuid.uuid4().hex[:6]}"
-    assert host.run("systemctl stop uqcrowd-indexer").rc == 0
+    assert host.run("/opt/uqcrowd-log/stop.sh indexer").rc == 0
     statuses = []
     for chunk in range(10):
         events = [
@@ -175,7 +175,7 @@ def test_sigkill_indexer_mid_batch(host, elastic):
         ]
         statuses.append(http(host, "POST", FRONT, events, content_type="text/plain")[0])
     assert statuses == [202] * 10
-    assert host.run("systemctl start uqcrowd-indexer").rc == 0
+    assert host.run("/opt/uqcrowd-log/start.sh indexer").rc == 0
     while not stored(host, elastic, session):
         time.sleep(0.1)
     killed = time.monotonic()

@@ -240,7 +240,7 @@ def cron_checks(host) -> list[str]:
 def test_each_host_monitors_what_concerns_it(lb, app, data):
     assert cron_checks(lb) == []
     assert cron_checks(app) == [
-        "/opt/uqcrowd-log/start.sh",
+        "/opt/uqcrowd-log/start.sh --unless-stopped",
         "/usr/local/bin/uqcrowd-check elasticsearch",
         "/usr/local/bin/uqcrowd-check logger queue dead-letters indexer",
     ]

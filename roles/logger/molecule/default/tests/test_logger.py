@@ -41,7 +41,7 @@ def test_backends_sized_to_the_cores_run_as_the_service_user(host, ports):
         assert service.is_running
         assert service.is_enabled
     assert not host.service(f"uqcrowd-logger@{ports[-1] + 1}").is_running
-    owners = host.run("ps -o user= -C python").stdout.split()
+    owners = host.run("ps -o user= -C python -C uqcrowd-logger").stdout.split()
     assert owners
     assert set(owners) == {"uqcrowd", "uqcrowd-dashboard"}  # the backends and the indexer; the dashboard
 
@@ -73,11 +73,71 @@ def test_a_posted_event_is_queued_in_redis(host, ports):
     assert re.search(r"^uqcrowd_events_accepted_total [1-9]", metrics, re.M)
 
 
-def test_start_script_leaves_running_backends_alone(host, ports):
-    before = host.run(f"systemctl show -p MainPID --value uqcrowd-logger@{ports[0]}").stdout.strip()
-    assert host.run("/opt/uqcrowd-log/start.sh").rc == 0
-    after = host.run(f"systemctl show -p MainPID --value uqcrowd-logger@{ports[0]}").stdout.strip()
-    assert before == after != "0"
+def main_pids(host, ports) -> dict[str, str]:
+    units = [f"uqcrowd-logger@{port}" for port in ports] + ["uqcrowd-indexer"]
+    return {unit: host.run(f"systemctl show -p MainPID --value {unit}").stdout.strip() for unit in units}
+
+
+def wait_ready(host, port: int) -> None:
+    for _ in range(60):
+        if http(host, "GET", f"http://127.0.0.1:{port}/logger/ready")[0] == 200:
+            return
+        host.run("sleep 1")
+    raise AssertionError(f"nothing ready on port {port} after 60 s")
+
+
+def test_the_original_guides_commands_work_as_it_prints_them(host, ports):
+    """The original installation guide (its "Start and monitor the system"), each command as printed, as root."""
+    stopped = host.run("/opt/uqcrowd-log/logger-stop.sh")
+    assert stopped.rc == 0, stopped.stderr
+    assert set(main_pids(host, ports).values()) == {"0"}
+    started = host.run("/opt/uqcrowd-log/logger-start.sh")
+    assert started.rc == 0, started.stderr
+    for port in ports:
+        wait_ready(host, port)
+    before = main_pids(host, ports)
+    assert "0" not in before.values()
+    # "the logger-start.sh script will take no action if there are running backends"
+    assert host.run("/opt/uqcrowd-log/logger-start.sh").rc == 0
+    assert main_pids(host, ports) == before
+    # Its cron line, `30 * * * * root /opt/uqcrowd-log/logger-start.sh`, brings back a backend that died.
+    assert host.run(f"systemctl stop uqcrowd-logger@{ports[1]}").rc == 0
+    assert host.run("sh -c /opt/uqcrowd-log/logger-start.sh").rc == 0
+    wait_ready(host, ports[1])
+    # One more backend by hand: `python /opt/uqcrowd-log/logger.py 5005 &`, with this host's configuration.
+    extra = max(ports) + 1
+    try:
+        assert host.run(f"python /opt/uqcrowd-log/logger.py {extra} &").rc == 0
+        wait_ready(host, extra)
+        pid = host.run(f"systemctl show -p MainPID --value uqcrowd-logger@{extra}").stdout.strip()
+        assert host.run(f"ps -o user= -p {pid}").stdout.strip() == "uqcrowd"
+        event = {"log_type": "message", "session_id": "by-hand"}
+        assert http(host, "POST", f"http://127.0.0.1:{extra}/logger/insert", event)[0] == 202
+    finally:
+        host.run(f"systemctl stop uqcrowd-logger@{extra}")
+    refused = host.run("python /opt/uqcrowd-log/logger.py 70000")
+    assert refused.rc == 1
+    assert "'70000' is neither a port (1-65535) nor 'indexer' nor 'dashboard'" in refused.stderr
+
+
+def test_a_maintenance_stop_holds_until_the_operator_starts_again(host, ports):
+    """stop.sh stops for maintenance: the hourly job (start.sh --unless-stopped, roles/monitoring's cron)
+    leaves it stopped; start.sh ends it. The mark is in memory (/run): after a reboot everything starts."""
+    assert host.run("/opt/uqcrowd-log/stop.sh indexer").rc == 0
+    try:
+        assert host.service("uqcrowd-indexer").is_running is False
+        hourly = host.run("/opt/uqcrowd-log/start.sh --unless-stopped")
+        assert hourly.rc == 0, hourly.stderr
+        assert "indexer: stopped for maintenance by stop.sh" in hourly.stdout
+        assert host.service("uqcrowd-indexer").is_running is False
+        assert "0" not in [pid for unit, pid in main_pids(host, ports).items() if unit != "uqcrowd-indexer"]
+        assert host.run("findmnt -n -o FSTYPE --target /run/uqcrowd-log/stopped").stdout.strip() == "tmpfs"
+    finally:
+        started = host.run("/opt/uqcrowd-log/start.sh indexer")
+    assert started.rc == 0, started.stderr
+    assert host.service("uqcrowd-indexer").is_running
+    assert host.run("/opt/uqcrowd-log/start.sh --unless-stopped").stdout == ""
+    assert host.run("/opt/uqcrowd-log/stop.sh everything").rc == 2
 
 
 def test_a_killed_backend_is_restarted_by_systemd(host, ports):
@@ -127,10 +187,15 @@ def test_the_services_run_from_their_own_release(host, ports):
     assert releases(host) == [release]
     for unit in [f"uqcrowd-logger@{port}" for port in ports] + ["uqcrowd-indexer"]:
         pid = host.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
-        assert f"{RELEASES}/{release}/venv/bin/python {RELEASES}/{release}/app/" in host.file(
-            f"/proc/{pid}/cmdline"
-        ).content_string.replace("\0", " ")
-    assert f"{RELEASES}/{release}/" in host.file("/usr/local/bin/uqcrowd-log").content_string
+        command = host.file(f"/proc/{pid}/cmdline").content_string.replace("\0", " ")
+        assert command.startswith(f"{RELEASES}/{release}/venv/bin/python"), command
+        assert f" {RELEASES}/{release}/venv/bin/uqcrowd-logger " in command, command
+    assert f"{RELEASES}/{release}/venv/bin/uqcrowd-log " in host.file("/usr/local/bin/uqcrowd-log").content_string
+    # The package is installed in the release's virtualenv, from the wheel beside it, at the version named.
+    where = host.run(f"{RELEASES}/{release}/venv/bin/python -c 'import uqcrowd_log; print(uqcrowd_log.__file__)'")
+    assert where.stdout.startswith(f"{RELEASES}/{release}/venv/lib/"), where.stdout + where.stderr
+    version = release.split("-")[0]
+    assert host.file(f"{RELEASES}/{release}/uqcrowd_log-{version}-py3-none-any.whl").exists
     assert not host.file("/opt/uqcrowd-log/app").exists
     assert not host.file("/opt/uqcrowd-log/venv").exists
 
