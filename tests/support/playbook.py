@@ -56,7 +56,7 @@ def service_release(dest: Path, version: str) -> Path:
     """A copy of the repository's files/ (the service) under `dest`, its version string changed: a new
     release for roles/logger (`-e logger_source_dir=...`)."""
     copy = dest / f"files-{version}"
-    shutil.copytree(ROOT / "files", copy, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    shutil.copytree(ROOT / "files", copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     init = copy / "uqcrowd_log" / "__init__.py"
     init.write_text(re.sub(r'__version__ = "[^"]+"', f'__version__ = "{version}"', init.read_text()))
     return copy
