@@ -84,7 +84,7 @@ def test_the_researcher_sees_a_new_experiment_its_session_and_the_service_health
 
 def test_the_dashboard_runs_as_its_own_user_with_the_readers_credentials_only(host):
     assert host.service("uqcrowd-dashboard").is_running
-    assert host.run("ps -o user= -C python -C python3 | sort -u").stdout.split().count("uqcrowd-dashboard") == 1
+    assert host.run("ps -o user= -C uqcrowd-logger | sort -u").stdout.split().count("uqcrowd-dashboard") == 1
     settings = host.file("/etc/uqcrowd-log/dashboard.env")
     assert (settings.user, settings.group, settings.mode) == ("root", "uqcrowd-dashboard", 0o640)
     assert "UQCROWD_ES_USERNAME=uqcrowd_reader\n" in settings.content_string

@@ -33,7 +33,7 @@ ALLOWED = {
         ("java", {"elasticsearch"}),
         ("redis-server", {"redis"}),
         ("haproxy", {"haproxy"}),
-        ("python", {"uqcrowd", "uqcrowd-dashboard"}),  # the backends and the indexer; the dashboard
+        ("uqcrowd-logger", {"uqcrowd", "uqcrowd-dashboard"}),  # the backends and the indexer; the dashboard
     ],
 )
 def test_services_run_unprivileged(host, process, users):

@@ -41,7 +41,7 @@ def test_backends_sized_to_the_cores_run_as_the_service_user(host, ports):
         assert service.is_running
         assert service.is_enabled
     assert not host.service(f"uqcrowd-logger@{ports[-1] + 1}").is_running
-    owners = host.run("ps -o user= -C python -C uqcrowd-logger").stdout.split()
+    owners = host.run("ps -o user= -C uqcrowd-logger").stdout.split()
     assert owners
     assert set(owners) == {"uqcrowd", "uqcrowd-dashboard"}  # the backends and the indexer; the dashboard
 
