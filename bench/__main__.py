@@ -29,7 +29,7 @@ from elasticsearch import Elasticsearch
 
 from bench import dashboard, export
 from bench.limits import MinimalBackend, cpu_seconds, rss_mb, sink_ceiling
-from tests.support.services import (
+from harness.services import (
     ElasticsearchServer,
     HaproxyServer,
     LoggerProcess,

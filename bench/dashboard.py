@@ -17,7 +17,7 @@ import requests
 from werkzeug.security import generate_password_hash
 
 from bench import export
-from tests.support.services import Process, free_port
+from harness.services import Process, free_port
 from uqcrowd_log.dashboard.app import LIVE_SECONDS
 
 LOGIN = ("bench", "a bench password, not a secret")

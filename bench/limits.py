@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import requests
 
-from tests.support.services import Process, free_port
+from harness.services import Process, free_port
 from uqcrowd_log.events import prepare
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,9 +21,9 @@ from elasticsearch import Elasticsearch
 from flask.testing import FlaskClient
 from selenium import webdriver
 
-from tests.support.browser import chromium
-from tests.support.report import rows_file
-from tests.support.services import ROOT, ElasticsearchServer, LoggerProcess, RedisServer, free_port
+from harness.browser import chromium
+from harness.report import rows_file
+from harness.services import ROOT, ElasticsearchServer, LoggerProcess, RedisServer, free_port
 from uqcrowd_log.config import Settings
 from uqcrowd_log.redis_queue import EventQueue
 from uqcrowd_log.web import create_app

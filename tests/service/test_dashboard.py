@@ -22,11 +22,11 @@ from selenium.webdriver.common.by import By
 from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
+from harness.services import wait_until
 from tests.service.conftest import env_of
 from tests.service.test_indexer import count
 from tests.service.test_toolkit import run
 from tests.service.test_tracker import PAGE
-from tests.support.services import wait_until
 from uqcrowd_log.dashboard.app import create_dashboard
 
 PASSWORD = "correct horse battery staple"

@@ -15,6 +15,8 @@ from collections import Counter
 
 import requests
 
+from harness.report import record
+from harness.services import HaproxyServer
 from tests.service.test_tracker import (  # noqa: F401 (fixtures)
     EDGE_PAGE,
     PRODUCE,
@@ -25,8 +27,6 @@ from tests.service.test_tracker import (  # noqa: F401 (fixtures)
     seconds_until_stored,
     wait_complete,
 )
-from tests.support.report import record
-from tests.support.services import HaproxyServer
 
 ABUSER = "127.0.0.9"
 

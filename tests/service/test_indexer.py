@@ -11,9 +11,9 @@ import orjson
 import redis
 import requests
 
+from harness.services import RedisServer, free_port, wait_until
+from harness.watermarks import free_space_watermarks, unset
 from tests.service.conftest import env_of
-from tests.support.services import RedisServer, free_port, wait_until
-from tests.support.watermarks import free_space_watermarks, unset
 from uqcrowd_log.completeness import session_reports
 from uqcrowd_log.events import Prepared
 

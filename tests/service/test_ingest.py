@@ -12,8 +12,8 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from tests.support.report import record
-from tests.support.services import RedisServer, wait_until
+from harness.report import record
+from harness.services import RedisServer, wait_until
 from uqcrowd_log import __version__
 from uqcrowd_log.config import Settings
 from uqcrowd_log.events import Prepared

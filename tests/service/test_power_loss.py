@@ -1,4 +1,4 @@
-"""A 202 survives a power cut: Redis's data directory on LazyFS (tests/support/lazyfs.py), which keeps
+"""A 202 survives a power cut: Redis's data directory on LazyFS (harness/lazyfs.py), which keeps
 what was not synced in memory and throws it away at the cut, as a host crash loses its page cache.
 
 Under load, once 5,000 events have been answered 202, Redis is killed and the power cut; Redis starts
@@ -17,11 +17,11 @@ import pytest
 import redis
 import requests
 
+from harness.lazyfs import LazyFS
+from harness.report import record
+from harness.services import RedisServer, wait_until
 from tests.service.conftest import env_of
 from tests.service.test_indexer import all_documents
-from tests.support.lazyfs import LazyFS
-from tests.support.report import record
-from tests.support.services import RedisServer, wait_until
 
 BATCH = 10  # events per request
 ACCEPTED = 5000  # events answered 202 before the cut

@@ -13,9 +13,9 @@ import pytest
 import redis
 import requests
 
+from harness.certificates import make_ca_and_server
+from harness.services import TlsRedisServer
 from tests.service.conftest import env_of
-from tests.support.certificates import make_ca_and_server
-from tests.support.services import TlsRedisServer
 from uqcrowd_log.config import Settings
 from uqcrowd_log.redis_queue import connect
 from uqcrowd_log.web import create_app

@@ -1,7 +1,7 @@
 """The browser tracker in headless Chromium: a task page on another origin records a session, and
 nothing is lost between the page and Elasticsearch at the edges (offline, navigation, reloads,
 503s, bursts), through HAProxy, with the per-session completeness report as the judge.
-Each edge case adds a row to the README's browser table (tests/support/report.py)."""
+Each edge case adds a row to the README's browser table (harness/report.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import requests
 from click.testing import CliRunner
 from selenium.webdriver.common.by import By
 
+from harness.report import record
+from harness.services import HaproxyServer, wait_until
 from tests.service.conftest import env_of
 from tests.service.test_indexer import count
-from tests.support.report import record
-from tests.support.services import HaproxyServer, wait_until
 from uqcrowd_log.cli import main
 from uqcrowd_log.completeness import SessionReport, session_reports
 

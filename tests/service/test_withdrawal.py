@@ -12,9 +12,9 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+from harness.services import wait_until
 from tests.service.conftest import env_of
 from tests.service.test_indexer import all_documents, closed_today, event, post_all, wait_for_count
-from tests.support.services import wait_until
 from uqcrowd_log.cli import main
 from uqcrowd_log.events import Invalid, Prepared, prepare
 

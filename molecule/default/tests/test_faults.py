@@ -1,6 +1,6 @@
 """Faults under steady load, on the deployed stack: nothing accepted may be lost or duplicated.
 
-Every case adds a row to the reliability table (tests/support/report.py writes it into the README).
+Every case adds a row to the reliability table (harness/report.py writes it into the README).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import uuid
 
 import pytest
 
-from tests.support import load, playbook
-from tests.support.in_container import fill_queue, http, post_many, redis_as_service, versions
-from tests.support.report import record
+from harness import load, playbook
+from harness.in_container import fill_queue, http, post_many, redis_as_service, versions
+from harness.report import record
 
 FRONT = "http://127.0.0.1:80/logger/insert"
 ES = "http://127.0.0.1:9200"

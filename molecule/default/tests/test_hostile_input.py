@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.support.in_container import http
-from tests.support.report import record
+from harness.in_container import http
+from harness.report import record
 
 FRONT = "http://127.0.0.1:80/logger/insert"
 NORMAL = {"log_type": "message", "session_id": "after-hostile", "sequence_number": 0}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.in_container import listening, redis_as_service
-from tests.support.report import record
+from harness.in_container import listening, redis_as_service
+from harness.report import record
 
 SECRETS_DIR = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "inventory" / ".secrets"
 ROOT_ONLY = "/etc/uqcrowd-log/toolkit-root.env"

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from tests.support import load
-from tests.support.in_container import http
-from tests.support.report import record
-from tests.support.watermarks import free_space_watermarks, unset
+from harness import load
+from harness.in_container import http
+from harness.report import record
+from harness.watermarks import free_space_watermarks, unset
 
 FRONT = "http://127.0.0.1:80/logger/insert"
 ES = "http://127.0.0.1:9200"

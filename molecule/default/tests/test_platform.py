@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.support.playbook import attempt
+from harness.playbook import attempt
 
 ROLES = ["elasticsearch", "redis", "logger", "haproxy", "monitoring"]
 

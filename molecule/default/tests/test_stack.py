@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.support.in_container import http, post_with_one_backend_stopped, wait_documents
+from harness.in_container import http, post_with_one_backend_stopped, wait_documents
 
 FRONT = "http://127.0.0.1:80/logger"
 ES = "http://127.0.0.1:9200"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.in_container import http, wait_documents
+from harness.in_container import http, wait_documents
 
 FRONT = "http://127.0.0.1:80/logger/insert"
 ES = "http://127.0.0.1:9200"

@@ -1,7 +1,7 @@
 """The three-node Elasticsearch cluster: formed once, TLS between nodes, one password, a replica of
 every shard on another node, and a node lost under steady load costs no request and no event.
 
-Cases under load add rows to the README's operations table (tests/support/report.py)."""
+Cases under load add rows to the README's operations table (harness/report.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import pytest
 from conftest import ES_NODES
 
-from tests.support import load
-from tests.support.in_container import http, transport_probe, wait_documents
-from tests.support.report import record
+from harness import load
+from harness.in_container import http, transport_probe, wait_documents
+from harness.report import record
 
 
 def url(addresses, node: str, path: str) -> str:

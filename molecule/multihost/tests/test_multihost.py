@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tests.support.in_container import (
+from harness.in_container import (
     assert_backend_count,
     haproxy_servers,
     http,
@@ -29,7 +29,7 @@ from tests.support.in_container import (
     tcp_probe,
     wait_documents,
 )
-from tests.support.playbook import converge, run_unchanged
+from harness.playbook import converge, run_unchanged
 
 
 def front(addresses) -> str:

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from conftest import ES_NODES
 
-from tests.support import load
-from tests.support.in_container import http
-from tests.support.playbook import converge, run_unchanged
-from tests.support.report import record
+from harness import load
+from harness.in_container import http
+from harness.playbook import converge, run_unchanged
+from harness.report import record
 
 ES_HOSTS = tuple(ES_NODES)
 

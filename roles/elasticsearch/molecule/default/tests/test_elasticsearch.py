@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.in_container import http, listening, ports_of, transport_probe
+from harness.in_container import http, listening, ports_of, transport_probe
 
-API = "https://127.0.0.1:9200"  # verified with the cluster's CA (tests/support/in_container.py)
+API = "https://127.0.0.1:9200"  # verified with the cluster's CA (harness/in_container.py)
 CA = "/etc/elasticsearch/certs/ca.crt"
 
 

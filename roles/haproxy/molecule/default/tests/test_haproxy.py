@@ -6,7 +6,7 @@ import json
 import shlex
 import time
 
-from tests.support.in_container import http, listening, ports_of
+from harness.in_container import http, listening, ports_of
 
 FRONT = "http://127.0.0.1:80"
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.support.browser import chromium
-from tests.support.certificates import make_ca_and_server
-from tests.support.services import wait_until
+from harness.browser import chromium
+from harness.certificates import make_ca_and_server
+from harness.services import wait_until
 
 DOMAIN = "uqcrowd-haproxy.test"
 PEM = "/etc/haproxy/certs/uqcrowd.pem"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import playbook
-from tests.support.in_container import http, listening, ports_of, versions
+from harness import playbook
+from harness.in_container import http, listening, ports_of, versions
 
 CONVERGE = "roles/logger/molecule/default/converge.yml"
 RELEASES = "/opt/uqcrowd-log/releases"

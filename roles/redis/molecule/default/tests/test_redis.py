@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.in_container import listening, ports_of
+from harness.in_container import listening, ports_of
 
 CA = "/etc/redis/tls/ca.crt"
 CLI = f"redis-cli --tls --cacert {CA}"  # TLS only, verified with the role's CA

@@ -1,6 +1,7 @@
-"""The README's result tables, rewritten by the tests that measure them: "reliability" (the Molecule
-fault tests, on the deployed stack), "browser" (the tracker's edge cases in headless Chromium) and
-"internet" (one address attacking while another client posts, tests/service)."""
+"""The result tables the tests write as they measure: docs/results/<table>.md, which the documentation
+quotes (never README.md itself): "reliability" (the Molecule fault tests, on the deployed stack),
+"operations" (molecule/multihost), "browser" (the tracker's edge cases in headless Chromium), "power"
+(power cuts) and "internet" (one address attacking while another client posts, tests/service)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import json
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
 HEADERS = {
     "reliability": ["fault or input", "requests sent", "failed", "accepted", "lost", "duplicated", "recovery"],
     "operations": [
@@ -57,15 +58,12 @@ def _cells(table: str, r: dict) -> list[object]:
 
 
 def record(case: str, row: dict, recovery: str, table: str = "reliability") -> None:
-    """Add one case's figures, then rewrite the README's table with every case recorded so far."""
+    """Add one case's figures, then rewrite docs/results/<table>.md with every case recorded so far."""
     path = rows_file(table)
     rows = json.loads(path.read_text()) if path.exists() else []
     rows = [r for r in rows if r["case"] != case] + [{"case": case, **row, "recovery": recovery}]
     path.write_text(json.dumps(rows))
     lines = ["| " + " | ".join(HEADERS[table]) + " |", "|" + "---|" * len(HEADERS[table])]
     lines += ["| " + " | ".join(str(cell) for cell in _cells(table, r)) + " |" for r in rows]
-    start, end = f"<!-- {table}-table:start -->", f"<!-- {table}-table:end -->"
-    text = README.read_text()
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        README.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{table}.md").write_text("\n".join(lines) + "\n")

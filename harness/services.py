@@ -19,7 +19,7 @@ import requests
 import yaml
 from elasticsearch import ApiError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 LOGGER = ROOT / "files" / "logger.py"
 ES_USER = "uqcrowd-test"  # Elasticsearch refuses to run as root; scripts/install-test-deps.sh creates it
 
@@ -130,7 +130,7 @@ class RedisServer(Process):
 
 class TlsRedisServer(RedisServer):
     """Redis on TLS only (no plain port), as the redis role runs it beyond loopback: `tls` holds the
-    server's cert, key and the CA (tests/support/certificates.py); clients authenticate by password."""
+    server's cert, key and the CA (harness/certificates.py); clients authenticate by password."""
 
     def __init__(self, workdir: Path, tls: Mapping[str, Path], password: str = "") -> None:
         super().__init__(workdir, password)

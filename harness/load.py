@@ -1,4 +1,4 @@
-"""Steady load inside a container (tests/support/loadgen.py run as a transient unit) and its verdict:
+"""Steady load inside a container (harness/loadgen.py run as a transient unit) and its verdict:
 what was sent, failed, accepted, and of the accepted what Elasticsearch lost or holds twice."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.in_container import session_documents
+from harness.in_container import session_documents
 
 LOADGEN = "/usr/local/bin/uqcrowd-loadgen.py"
 _SOURCE = Path(__file__).resolve().parent / "loadgen.py"

@@ -1,6 +1,6 @@
 """A filesystem that forgets what was not synced, for power-cut tests (after Jepsen's LazyFS).
 
-`python -m tests.support.lazyfs BACKING MOUNTPOINT` mounts BACKING at MOUNTPOINT (FUSE, in the
+`python -m harness.lazyfs BACKING MOUNTPOINT` mounts BACKING at MOUNTPOINT (FUSE, in the
 foreground). Data written to a file stays in this process's memory, as in a page cache, until the file
 is fsync'ed or fdatasync'ed; only then does it reach BACKING. Creating `MOUNTPOINT/.power-cut` is the
 power cut: every write not synced yet is thrown away, as a host crash loses its page cache. Names
@@ -163,8 +163,8 @@ class LazyFS:
     def start(self, timeout: float = 20) -> None:
         self.backing.mkdir(parents=True, exist_ok=True)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "tests.support.lazyfs", str(self.backing), str(self.mountpoint)]
-        root = Path(__file__).resolve().parents[2]
+        command = [sys.executable, "-m", "harness.lazyfs", str(self.backing), str(self.mountpoint)]
+        root = Path(__file__).resolve().parents[1]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=root)
         deadline = time.monotonic() + timeout
