@@ -26,8 +26,8 @@ from elasticsearch import ApiError, Elasticsearch
 
 from . import elastic, redis_queue
 from .config import ConfigError, Settings
-from .toolkit import formats, imports, retention, sessions, withdraw
-from .toolkit.selection import Selection, count, parse_moment, stream
+from .stored_events import formats, imports, retention, sessions, withdraw
+from .stored_events.selection import Selection, count, parse_moment, stream
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -160,7 +160,7 @@ def main(
 
 
 def _events_index(settings: Settings) -> str:
-    return f"{settings.index_prefix}-*"
+    return elastic.index_name(settings.index_prefix, "*")
 
 
 def _sources(hits: Iterator[dict[str, Any]], bar: Any) -> Iterator[dict[str, Any]]:
@@ -219,7 +219,7 @@ def _open(name: str, mode: str) -> Iterator[IO[bytes]]:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.pass_obj
 @_failures
-def import_(settings: Settings, files: tuple[str, ...]) -> None:
+def import_command(settings: Settings, files: tuple[str, ...]) -> None:
     """Load NDJSON files back (this system's exports or the original export.py's): ids kept, a
     second import adds nothing, and the events of withdrawn workers are left out."""
     client = _client(settings, "writer")
@@ -248,7 +248,7 @@ def import_(settings: Settings, files: tuple[str, ...]) -> None:
 @click.option("--session-index-prefix", envvar="UQCROWD_SESSION_INDEX_PREFIX", default="uqcrowd-session")
 @click.pass_obj
 @_failures
-def sessions_(
+def sessions_command(
     settings: Settings, as_csv: bool, store: bool, day: str | None, session_index_prefix: str, **options: Any
 ) -> None:
     """Per session: worker, HIT, assignment, experiment, times, events by type, gaps, duplicates,
@@ -256,9 +256,10 @@ def sessions_(
     client, selection = _client(settings, "curator" if store else "reader"), _selection(options)
     if store:
         day = day or (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-        reports = sessions.read_reports(client, f"{settings.index_prefix}-{day}", selection)
-        written = sessions.store(client, f"{session_index_prefix}-{day}", reports)
-        click.echo(f"stored {written} session reports of {day} in {session_index_prefix}-{day}", err=True)
+        reports = sessions.read_reports(client, elastic.index_name(settings.index_prefix, day), selection)
+        into = elastic.index_name(session_index_prefix, day)
+        written = sessions.store(client, into, reports)
+        click.echo(f"stored {written} session reports of {day} in {into}", err=True)
         return
     reports = sessions.read_reports(client, _events_index(settings), selection)
     if not reports:
@@ -287,7 +288,7 @@ def sessions_(
 @click.option("--session-index-prefix", envvar="UQCROWD_SESSION_INDEX_PREFIX", default="uqcrowd-session")
 @click.pass_obj
 @_failures
-def withdraw_(
+def withdraw_command(
     settings: Settings, worker_id: str | None, undo_worker: str | None, dry_run: bool, session_index_prefix: str
 ) -> None:
     """Withdraw one worker for good: into the withdrawn-workers register (nothing of theirs is stored
@@ -306,7 +307,7 @@ def withdraw_(
         return
     assert worker_id is not None
     client = _client(settings, "withdrawer")
-    indices = f"{settings.index_prefix}-*,{session_index_prefix}-*"
+    indices = ",".join(elastic.index_name(prefix, "*") for prefix in (settings.index_prefix, session_index_prefix))
     if dry_run:
         planned = withdraw.plan(client, indices, worker_id)
         for index, n in sorted(planned.by_index.items()):
@@ -329,7 +330,7 @@ def withdraw_(
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @click.pass_obj
 @_failures
-def retention_(settings: Settings, days: int, session_index_prefix: str, dry_run: bool) -> None:
+def retention_command(settings: Settings, days: int, session_index_prefix: str, dry_run: bool) -> None:
     """Delete the daily event and session indices older than --days (for clusters without ILM)."""
     prefixes = [settings.index_prefix, session_index_prefix]
     doomed = retention.apply(_client(settings, "retention"), prefixes, days, datetime.now(UTC).date(), dry_run)

@@ -418,8 +418,8 @@ def test_the_aggregations_give_the_clis_reports_for_every_kind_of_session(es, se
     from elasticsearch.helpers import bulk
 
     from uqcrowd_log.dashboard.queries import EXACT_UP_TO, summaries
-    from uqcrowd_log.toolkit.selection import Selection
-    from uqcrowd_log.toolkit.sessions import read_reports
+    from uqcrowd_log.stored_events.selection import Selection
+    from uqcrowd_log.stored_events.sessions import read_reports
 
     def end(count) -> dict:
         return {"log_type": "message", "content": {"message": "End Session", "details": {"events": count}}}

@@ -10,7 +10,7 @@ import pytest
 from uqcrowd_log.config import ConfigError, Settings
 from uqcrowd_log.origins import origin_allowed
 from uqcrowd_log.proxies import client_ip, recorded_ip
-from uqcrowd_log.toolkit.retention import expired
+from uqcrowd_log.stored_events.retention import expired
 
 
 @pytest.mark.parametrize(

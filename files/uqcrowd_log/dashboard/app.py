@@ -18,9 +18,9 @@ from markupsafe import Markup
 
 from .. import elastic
 from ..config import Settings
-from ..toolkit import formats
-from ..toolkit.selection import Selection, stream
-from ..toolkit.sessions import read_reports
+from ..stored_events import formats
+from ..stored_events.selection import Selection, stream
+from ..stored_events.sessions import read_reports
 from . import charts, queries
 from .auth import allowed, read_users
 from .health import SHOWN, read_health
@@ -221,7 +221,7 @@ def create_dashboard(
     app = Flask(__name__, static_folder=None)
     app.extensions["dashboard"] = Context(
         client=client or elastic.connect(settings),
-        index=f"{settings.index_prefix}-*",
+        index=elastic.index_name(settings.index_prefix, "*"),
         users=dict(users),
         idle=timedelta(seconds=settings.dashboard_idle_seconds),
         settings=settings,

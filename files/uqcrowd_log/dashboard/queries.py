@@ -1,5 +1,5 @@
 """What the dashboard shows, read from Elasticsearch: the studies at a glance, one experiment's
-sessions (the toolkit's completeness reports, as `uqcrowd-log sessions` gives them), its events over
+sessions (the completeness reports of stored_events.sessions, as `uqcrowd-log sessions` gives them), its events over
 time, and the original's two lookups (sessions of a worker, of a browser fingerprint)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any, Literal
 from elasticsearch import Elasticsearch
 
 from ..completeness import END_SESSION, SessionReport, session_reports, settle
-from ..toolkit.selection import Selection, stream
-from ..toolkit.sessions import read_reports
+from ..stored_events.selection import Selection, stream
+from ..stored_events.sessions import read_reports
 
 Status = Literal["complete", "in progress", "incomplete"]
 # The tracker's fingerprint event (static/logger.js: browser_event "fingerprint", details.hash).
