@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,9 +72,6 @@ def _api_error(exc: ApiError, settings: Settings) -> str:
     return f"Elasticsearch answered {exc.meta.status}: {reason}"
 
 
-AUDIT_LOG = "/var/log/uqcrowd-log/withdrawals.log"
-
-
 def _first_line(exc: object) -> str:
     return " ".join(str(exc).split())[:300]
 
@@ -86,14 +82,11 @@ def _safe_url(url: str) -> str:
 
 def _client(settings: Settings, role: str = "reader") -> Elasticsearch:
     """A client with the given user, or else with the least-privilege user of this kind of command
-    from the server's toolkit settings (UQCROWD_TOOLKIT_READER_* for reading, _CURATOR_* for sessions
-    --store, _WITHDRAWER_* for withdraw, _RETENTION_* for retention, _WRITER_* for import)."""
-    if not settings.es_username and not settings.es_api_key:
-        settings = replace(
-            settings,
-            es_username=os.environ.get(f"UQCROWD_TOOLKIT_{role.upper()}_USERNAME", ""),
-            es_password=os.environ.get(f"UQCROWD_TOOLKIT_{role.upper()}_PASSWORD", ""),
-        )
+    from the server's toolkit settings (the reader for reading, the curator for sessions --store, the
+    withdrawer for withdraw, the retention user for retention, the writer for import)."""
+    if not settings.es_username and not settings.es_api_key and role in settings.toolkit.users:
+        username, password = settings.toolkit.users[role]
+        settings = replace(settings, es_username=username, es_password=password)
     click.get_current_context().obj = settings  # for the error messages
     return elastic.connect(settings)
 
@@ -135,28 +128,22 @@ def selection_options(command: F) -> F:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--es-url", envvar="UQCROWD_ES_URL", default=Settings.es_url, show_default=True)
-@click.option("--es-username", envvar="UQCROWD_ES_USERNAME", default="", help="[env UQCROWD_ES_USERNAME]")
-@click.option("--es-password", envvar="UQCROWD_ES_PASSWORD", default="", help="[env UQCROWD_ES_PASSWORD]")
-@click.option("--es-ca-file", envvar="UQCROWD_ES_CA_FILE", default="", help="CA of an https Elasticsearch.")
-@click.option("--index-prefix", envvar="UQCROWD_INDEX_PREFIX", default=Settings.index_prefix, show_default=True)
+@click.option("--es-url", help=f"Elasticsearch (default: UQCROWD_ES_URL, else {Settings.es_url}).")
+@click.option("--es-username", help="Its user (default: UQCROWD_ES_USERNAME, else the command's own).")
+@click.option("--es-password", help="Its password (default: UQCROWD_ES_PASSWORD).")
+@click.option("--es-ca-file", help="CA of an https Elasticsearch (default: UQCROWD_ES_CA_FILE).")
+@click.option("--index-prefix", help=f"Daily indices (default: UQCROWD_INDEX_PREFIX, else {Settings.index_prefix}).")
 @click.pass_context
-def main(
-    ctx: click.Context, es_url: str, es_username: str, es_password: str, es_ca_file: str, index_prefix: str
-) -> None:
-    """Get a study's events out of UQCrowd-Log, check its sessions, honour a withdrawal."""
+def main(ctx: click.Context, **given: str | None) -> None:
+    """Get a study's events out of UQCrowd-Log, check its sessions, honour a withdrawal.
+
+    Settings come from the UQCROWD_* environment (uqcrowd_log.config; the server's wrapper reads them
+    from /etc/uqcrowd-log); these options override them."""
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
-    ctx.obj = replace(
-        settings,
-        es_url=es_url,
-        es_username=es_username,
-        es_password=es_password,
-        es_ca_file=es_ca_file,
-        index_prefix=index_prefix,
-    )
+    ctx.obj = replace(settings, **{name: value for name, value in given.items() if value is not None})
 
 
 def _events_index(settings: Settings) -> str:
@@ -245,11 +232,11 @@ def import_command(settings: Settings, files: tuple[str, ...]) -> None:
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on standard output instead of a table.")
 @click.option("--store", is_flag=True, help="Write the reports of one day into the session index (cron).")
 @click.option("--day", help="With --store: the day (YYYY-MM-DD, UTC) whose index to read; default yesterday.")
-@click.option("--session-index-prefix", envvar="UQCROWD_SESSION_INDEX_PREFIX", default="uqcrowd-session")
+@click.option("--session-index-prefix", help="Session reports' indices (default: UQCROWD_SESSION_INDEX_PREFIX).")
 @click.pass_obj
 @_failures
 def sessions_command(
-    settings: Settings, as_csv: bool, store: bool, day: str | None, session_index_prefix: str, **options: Any
+    settings: Settings, as_csv: bool, store: bool, day: str | None, session_index_prefix: str | None, **options: Any
 ) -> None:
     """Per session: worker, HIT, assignment, experiment, times, events by type, gaps, duplicates,
     End Session's count against what is stored -> complete or not."""
@@ -257,7 +244,7 @@ def sessions_command(
     if store:
         day = day or (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
         reports = sessions.read_reports(client, elastic.index_name(settings.index_prefix, day), selection)
-        into = elastic.index_name(session_index_prefix, day)
+        into = elastic.index_name(session_index_prefix or settings.toolkit.session_index_prefix, day)
         written = sessions.store(client, into, reports)
         click.echo(f"stored {written} session reports of {day} in {into}", err=True)
         return
@@ -285,11 +272,15 @@ def sessions_command(
     "--undo", "undo_worker", metavar="WORKER_ID", help="Take a worker withdrawn by mistake out of the register."
 )
 @click.option("--dry-run", is_flag=True, help="Only show how many documents each index holds.")
-@click.option("--session-index-prefix", envvar="UQCROWD_SESSION_INDEX_PREFIX", default="uqcrowd-session")
+@click.option("--session-index-prefix", help="Session reports' indices (default: UQCROWD_SESSION_INDEX_PREFIX).")
 @click.pass_obj
 @_failures
 def withdraw_command(
-    settings: Settings, worker_id: str | None, undo_worker: str | None, dry_run: bool, session_index_prefix: str
+    settings: Settings,
+    worker_id: str | None,
+    undo_worker: str | None,
+    dry_run: bool,
+    session_index_prefix: str | None,
 ) -> None:
     """Withdraw one worker for good: into the withdrawn-workers register (nothing of theirs is stored
     again: not at ingest, not from the queue, not by replay or import), out of the dead letters, the
@@ -298,7 +289,7 @@ def withdraw_command(
     are stored again; nothing deleted comes back."""
     if bool(worker_id) == bool(undo_worker):
         raise click.UsageError("give either --worker-id or --undo")
-    audit_log = Path(os.environ.get("UQCROWD_AUDIT_LOG") or AUDIT_LOG)
+    audit_log = Path(settings.toolkit.audit_log)
     queue = redis_queue.open_queue(settings)
     if undo_worker:
         was = withdraw.undo(queue, undo_worker, audit_log)
@@ -307,7 +298,8 @@ def withdraw_command(
         return
     assert worker_id is not None
     client = _client(settings, "withdrawer")
-    indices = ",".join(elastic.index_name(prefix, "*") for prefix in (settings.index_prefix, session_index_prefix))
+    prefixes = (settings.index_prefix, session_index_prefix or settings.toolkit.session_index_prefix)
+    indices = ",".join(elastic.index_name(prefix, "*") for prefix in prefixes)
     if dry_run:
         planned = withdraw.plan(client, indices, worker_id)
         for index, n in sorted(planned.by_index.items()):
@@ -326,13 +318,13 @@ def withdraw_command(
 
 @main.command("retention")
 @click.option("--days", type=click.IntRange(min=1), required=True, help="Keep this many days of indices.")
-@click.option("--session-index-prefix", envvar="UQCROWD_SESSION_INDEX_PREFIX", default="uqcrowd-session")
+@click.option("--session-index-prefix", help="Session reports' indices (default: UQCROWD_SESSION_INDEX_PREFIX).")
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @click.pass_obj
 @_failures
-def retention_command(settings: Settings, days: int, session_index_prefix: str, dry_run: bool) -> None:
+def retention_command(settings: Settings, days: int, session_index_prefix: str | None, dry_run: bool) -> None:
     """Delete the daily event and session indices older than --days (for clusters without ILM)."""
-    prefixes = [settings.index_prefix, session_index_prefix]
+    prefixes = [settings.index_prefix, session_index_prefix or settings.toolkit.session_index_prefix]
     doomed = retention.apply(_client(settings, "retention"), prefixes, days, datetime.now(UTC).date(), dry_run)
     for name in doomed:
         click.echo(name)

@@ -66,6 +66,34 @@ def _groups(raw: str) -> dict[str, tuple[str, ...]]:
     return groups
 
 
+# The researcher's command line (uqcrowd-log): one Elasticsearch user per kind of command, each from
+# UQCROWD_TOOLKIT_<KIND>_USERNAME and _PASSWORD (the role writes them, readable by whom may use them).
+TOOLKIT_USERS = ("reader", "curator", "withdrawer", "retention", "writer")
+
+
+@dataclass(frozen=True)
+class ToolkitSettings:
+    """What only the command line reads: its users, the session reports' indices, the audit log."""
+
+    # kind of command -> (username, password); a kind without a username uses the connection's own.
+    users: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    session_index_prefix: str = "uqcrowd-session"
+    audit_log: str = "/var/log/uqcrowd-log/withdrawals.log"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ToolkitSettings:
+        users = {}
+        for kind in TOOLKIT_USERS:
+            username = env.get(f"UQCROWD_TOOLKIT_{kind.upper()}_USERNAME", "")
+            if username:
+                users[kind] = (username, env.get(f"UQCROWD_TOOLKIT_{kind.upper()}_PASSWORD", ""))
+        return cls(
+            users=users,
+            session_index_prefix=env.get("UQCROWD_SESSION_INDEX_PREFIX", "") or cls.session_index_prefix,
+            audit_log=env.get("UQCROWD_AUDIT_LOG", "") or cls.audit_log,
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the backends and the indexer need; defaults work on one host."""
@@ -121,6 +149,7 @@ class Settings:
     indexer_consumer: str = "indexer"
     indexer_claim_idle_ms: int = 60_000
     indexer_backoff_max_seconds: float = 30.0
+    toolkit: ToolkitSettings = field(default_factory=ToolkitSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -180,4 +209,5 @@ class Settings:
             indexer_backoff_max_seconds=float(
                 _int(env, "UQCROWD_INDEXER_BACKOFF_MAX_SECONDS", int(cls.indexer_backoff_max_seconds), 1)
             ),
+            toolkit=ToolkitSettings.from_env(env),
         )

@@ -29,3 +29,20 @@ def test_seen_groups_name_their_experiments():
 def test_a_seen_group_without_experiments_is_refused(raw):
     with pytest.raises(ConfigError, match=r"UQCROWD_SEEN_GROUPS: .* is not group=experiment"):
         Settings.from_env({"UQCROWD_SEEN_GROUPS": raw})
+
+
+def test_the_command_lines_users_are_read_with_the_rest():
+    toolkit = Settings.from_env(
+        {
+            "UQCROWD_TOOLKIT_READER_USERNAME": "uqcrowd_reader",
+            "UQCROWD_TOOLKIT_READER_PASSWORD": "r-secret",
+            "UQCROWD_TOOLKIT_WITHDRAWER_USERNAME": "uqcrowd_withdrawer",
+            "UQCROWD_TOOLKIT_CURATOR_PASSWORD": "a password without its user",
+            "UQCROWD_AUDIT_LOG": "/tmp/audit.log",
+        }
+    ).toolkit
+    assert toolkit.users == {"reader": ("uqcrowd_reader", "r-secret"), "withdrawer": ("uqcrowd_withdrawer", "")}
+    assert (toolkit.audit_log, toolkit.session_index_prefix) == ("/tmp/audit.log", "uqcrowd-session")
+    assert "r-secret" not in repr(toolkit)
+    defaults = Settings.from_env({}).toolkit
+    assert (defaults.users, defaults.audit_log) == ({}, "/var/log/uqcrowd-log/withdrawals.log")
