@@ -89,9 +89,11 @@ def test_redis_is_tls_only_between_hosts_and_the_service_verifies_it_and_logs_in
     assert answers["with_ca"][0].startswith("-NOAUTH"), answers
     assert answers["as_service"][:2] == ["+OK", "+PONG"], answers
     assert answers["as_service"][2].startswith("-NOPERM"), answers
-    for env in ["/etc/uqcrowd-log/logger.env", "/etc/uqcrowd-log/toolkit-root.env"]:
+    toolkit_ca = "/etc/uqcrowd-log/toolkit-redis-ca.crt"  # roles/toolkit's copy of the same CA
+    assert app.file(toolkit_ca).content_string == app.file(ca).content_string
+    for env, its_ca in [("/etc/uqcrowd-log/logger.env", ca), ("/etc/uqcrowd-log/toolkit-root.env", toolkit_ca)]:
         content = app.file(env).content_string
-        assert f"UQCROWD_REDIS_CA_FILE={ca}" in content, env
+        assert f"UQCROWD_REDIS_CA_FILE={its_ca}" in content, env
         assert re.search(rf"^UQCROWD_REDIS_URL=rediss://uqcrowd:[^@]+@{addresses['data']}:6379/0$", content, re.M), env
 
 
@@ -112,7 +114,9 @@ def test_elasticsearch_is_https_between_hosts_and_its_clients_verify_it_with_the
     service = app.file("/etc/uqcrowd-log/logger.env").content_string
     assert f"UQCROWD_ES_CA_FILE={ca}" in service
     assert f"UQCROWD_ES_URL={es(addresses)}," in service  # every node, https
-    assert f"UQCROWD_ES_CA_FILE={ca}" in app.file("/etc/uqcrowd-log/toolkit.env").content_string
+    toolkit_ca = "/etc/uqcrowd-log/toolkit-elasticsearch-ca.crt"  # roles/toolkit's copy of the same CA
+    assert app.file(toolkit_ca).content_string == app.file(ca).content_string
+    assert f"UQCROWD_ES_CA_FILE={toolkit_ca}" in app.file("/etc/uqcrowd-log/toolkit.env").content_string
     checks = json.loads(app.file("/etc/uqcrowd-monitor/monitor.json").content_string)
     assert checks["es_ca_file"] == "/etc/uqcrowd-monitor/elasticsearch-ca.crt"
     checked = app.run("/usr/local/bin/uqcrowd-check elasticsearch")

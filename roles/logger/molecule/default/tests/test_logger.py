@@ -190,7 +190,12 @@ def test_the_services_run_from_their_own_release(host, ports):
         command = host.file(f"/proc/{pid}/cmdline").content_string.replace("\0", " ")
         assert command.startswith(f"{RELEASES}/{release}/venv/bin/python"), command
         assert f" {RELEASES}/{release}/venv/bin/uqcrowd-logger " in command, command
-    assert f"{RELEASES}/{release}/venv/bin/uqcrowd-log " in host.file("/usr/local/bin/uqcrowd-log").content_string
+    # The researcher's command (roles/toolkit) runs the release the services run.
+    wrapper = host.file("/usr/local/bin/uqcrowd-log").content_string
+    assert "exec /opt/uqcrowd-log/current/venv/bin/uqcrowd-log " in wrapper
+    assert host.run("readlink -f /opt/uqcrowd-log/current/venv/bin/uqcrowd-log").stdout.strip() == (
+        f"{RELEASES}/{release}/venv/bin/uqcrowd-log"
+    )
     # The package is installed in the release's virtualenv, from the wheel beside it, at the version named.
     where = host.run(f"{RELEASES}/{release}/venv/bin/python -c 'import uqcrowd_log; print(uqcrowd_log.__file__)'")
     assert where.stdout.startswith(f"{RELEASES}/{release}/venv/lib/"), where.stdout + where.stderr
