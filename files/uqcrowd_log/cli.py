@@ -365,7 +365,7 @@ def dead_letters_replay(settings: Settings, how_many: int) -> None:
 @main.command("password-hash")
 @click.option("--stdin", "from_stdin", is_flag=True, help="Read the password from standard input (one line).")
 def password_hash(from_stdin: bool) -> None:
-    """A dashboard login's password hash (werkzeug's scrypt), for logger_dashboard_users in the vault:
+    """A dashboard login's password hash (werkzeug's scrypt), for dashboard_users in the vault:
     the password is asked twice (or read from standard input), never shown, and only its hash printed."""
     from werkzeug.security import generate_password_hash
 

@@ -185,7 +185,7 @@ def test_the_services_run_from_their_own_release(host, ports):
     release = running(host)
     assert re.fullmatch(r"\d+\.\d+\.\d+-[0-9a-f]{10}", release), release
     assert releases(host) == [release]
-    for unit in [f"uqcrowd-logger@{port}" for port in ports] + ["uqcrowd-indexer"]:
+    for unit in [f"uqcrowd-logger@{port}" for port in ports] + ["uqcrowd-indexer", "uqcrowd-dashboard"]:
         pid = host.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
         command = host.file(f"/proc/{pid}/cmdline").content_string.replace("\0", " ")
         assert command.startswith(f"{RELEASES}/{release}/venv/bin/python"), command
@@ -215,6 +215,8 @@ def test_new_versions_are_releases_beside_the_running_one_and_the_oldest_are_del
         playbook.run(CONVERGE, "-e", f"logger_source_dir={source}", "-e", "logger_keep_releases=2")
         assert versions(host, ports) == [version] * len(ports)
         assert running(host).startswith(f"{version}-")
+        dashboard = host.run("systemctl show -p ExecStart --value uqcrowd-dashboard").stdout
+        assert f"{RELEASES}/{running(host)}/venv/bin/uqcrowd-logger" in dashboard  # roles/dashboard follows
     assert [name.split("-")[0] for name in releases(host)] == ["9.0.1", "9.0.2"]
     assert first not in releases(host)
     refused = playbook.attempt(CONVERGE, "-e", "logger_release=1.0.0-0123456789")
