@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from .server import serve
 
     if args.what == "dashboard":
-        serve(settings.dashboard_port, settings, "uqcrowd_log.server:serving_dashboard")
+        serve(settings.dashboard.port, settings, "uqcrowd_log.server:serving_dashboard")
         return 0
     if not args.what.isdigit() or not 0 < int(args.what) < 65536:
         parser.error(f"{args.what!r} is neither a port (1-65535) nor 'indexer' nor 'dashboard'")

@@ -12,7 +12,6 @@ import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -23,10 +22,12 @@ import orjson
 import redis
 from elasticsearch import ApiError, Elasticsearch
 
-from . import elastic, redis_queue
-from .config import ConfigError, Settings
+from . import elastic
+from .config import ConfigError, ElasticsearchSettings, Settings
+from .queue.side_lists import SideLists
 from .stored_events import formats, imports, retention, sessions, withdraw
 from .stored_events.selection import Selection, count, parse_moment, stream
+from .withdrawn import Register
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,18 +53,18 @@ def _now() -> Settings:
 def _message(exc: Exception, settings: Settings) -> str:
     """One line saying what failed, with the server and the user the command used."""
     if isinstance(exc, elastic_transport.ConnectionError):
-        return f"Elasticsearch at {settings.es_url} is unreachable: {_first_line(exc)}"
+        return f"Elasticsearch at {settings.es.url} is unreachable: {_first_line(exc)}"
     if isinstance(exc, ApiError):
         return _api_error(exc, settings)
     if isinstance(exc, elastic_transport.TransportError):
-        return f"Elasticsearch at {settings.es_url}: {_first_line(exc)}"
+        return f"Elasticsearch at {settings.es.url}: {_first_line(exc)}"
     if isinstance(exc, redis.RedisError):
-        return f"Redis at {_safe_url(settings.redis_url)}: {_first_line(exc)}"
+        return f"Redis at {_safe_url(settings.redis.url)}: {_first_line(exc)}"
     return _first_line(exc)
 
 
 def _api_error(exc: ApiError, settings: Settings) -> str:
-    user = settings.es_username or "(no user)"
+    user = settings.es.username or "(no user)"
     reason = _first_line(exc.message if hasattr(exc, "message") else exc)
     if exc.meta.status == 401:
         return f"Elasticsearch refused the credentials of {user}"
@@ -84,9 +85,9 @@ def _client(settings: Settings, role: str = "reader") -> Elasticsearch:
     """A client with the given user, or else with the least-privilege user of this kind of command
     from the server's toolkit settings (the reader for reading, the curator for sessions --store, the
     withdrawer for withdraw, the retention user for retention, the writer for import)."""
-    if not settings.es_username and not settings.es_api_key and role in settings.toolkit.users:
+    if not settings.es.username and not settings.es.api_key and role in settings.toolkit.users:
         username, password = settings.toolkit.users[role]
-        settings = replace(settings, es_username=username, es_password=password)
+        settings = settings.changed(es={"username": username, "password": password})
     click.get_current_context().obj = settings  # for the error messages
     return elastic.connect(settings)
 
@@ -128,11 +129,13 @@ def selection_options(command: F) -> F:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--es-url", help=f"Elasticsearch (default: UQCROWD_ES_URL, else {Settings.es_url}).")
+@click.option("--es-url", help=f"Elasticsearch (default: UQCROWD_ES_URL, else {ElasticsearchSettings.url}).")
 @click.option("--es-username", help="Its user (default: UQCROWD_ES_USERNAME, else the command's own).")
 @click.option("--es-password", help="Its password (default: UQCROWD_ES_PASSWORD).")
 @click.option("--es-ca-file", help="CA of an https Elasticsearch (default: UQCROWD_ES_CA_FILE).")
-@click.option("--index-prefix", help=f"Daily indices (default: UQCROWD_INDEX_PREFIX, else {Settings.index_prefix}).")
+@click.option(
+    "--index-prefix", help=f"Daily indices (default: UQCROWD_INDEX_PREFIX, else {ElasticsearchSettings.index_prefix})."
+)
 @click.pass_context
 def main(ctx: click.Context, **given: str | None) -> None:
     """Get a study's events out of UQCrowd-Log, check its sessions, honour a withdrawal.
@@ -143,11 +146,12 @@ def main(ctx: click.Context, **given: str | None) -> None:
         settings = Settings.from_env()
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
-    ctx.obj = replace(settings, **{name: value for name, value in given.items() if value is not None})
+    given = {name.removeprefix("es_"): value for name, value in given.items() if value is not None}
+    ctx.obj = settings.changed(es=given)  # every option is one of the Elasticsearch settings
 
 
 def _events_index(settings: Settings) -> str:
-    return elastic.index_name(settings.index_prefix, "*")
+    return elastic.index_name(settings.es.index_prefix, "*")
 
 
 def _sources(hits: Iterator[dict[str, Any]], bar: Any) -> Iterator[dict[str, Any]]:
@@ -210,11 +214,11 @@ def import_command(settings: Settings, files: tuple[str, ...]) -> None:
     """Load NDJSON files back (this system's exports or the original export.py's): ids kept, a
     second import adds nothing, and the events of withdrawn workers are left out."""
     client = _client(settings, "writer")
-    register = redis_queue.open_queue(settings).withdrawn
+    register = Register.from_settings(settings)
     failed = False
     for name in files:
         with _open(name, "rb") as source:
-            result = imports.import_ndjson(client, settings.index_prefix, source, register)
+            result = imports.import_ndjson(client, settings.es.index_prefix, source, register)
         click.echo(
             f"{name}: {result.read} read, {result.created} imported, {result.present} already stored, "
             f"{result.withdrawn} of withdrawn workers left out, {len(result.refused)} refused",
@@ -243,7 +247,7 @@ def sessions_command(
     client, selection = _client(settings, "curator" if store else "reader"), _selection(options)
     if store:
         day = day or (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-        reports = sessions.read_reports(client, elastic.index_name(settings.index_prefix, day), selection)
+        reports = sessions.read_reports(client, elastic.index_name(settings.es.index_prefix, day), selection)
         into = elastic.index_name(session_index_prefix or settings.toolkit.session_index_prefix, day)
         written = sessions.store(client, into, reports)
         click.echo(f"stored {written} session reports of {day} in {into}", err=True)
@@ -290,15 +294,15 @@ def withdraw_command(
     if bool(worker_id) == bool(undo_worker):
         raise click.UsageError("give either --worker-id or --undo")
     audit_log = Path(settings.toolkit.audit_log)
-    queue = redis_queue.open_queue(settings)
+    register = Register.from_settings(settings)
     if undo_worker:
-        was = withdraw.undo(queue, undo_worker, audit_log)
+        was = withdraw.undo(register, undo_worker, audit_log)
         state = "taken out of" if was else "was not in"
         click.echo(f"worker {undo_worker} {state} the withdrawn register; audit line in {audit_log}", err=True)
         return
     assert worker_id is not None
     client = _client(settings, "withdrawer")
-    prefixes = (settings.index_prefix, session_index_prefix or settings.toolkit.session_index_prefix)
+    prefixes = (settings.es.index_prefix, session_index_prefix or settings.toolkit.session_index_prefix)
     indices = ",".join(elastic.index_name(prefix, "*") for prefix in prefixes)
     if dry_run:
         planned = withdraw.plan(client, indices, worker_id)
@@ -306,7 +310,7 @@ def withdraw_command(
             click.echo(f"{index}\t{n}")
         click.echo(f"{planned.total} documents of worker {worker_id} would be removed (dry run)", err=True)
         return
-    done = withdraw.withdraw(client, queue, indices, worker_id, audit_log)
+    done = withdraw.withdraw(client, register, SideLists.from_settings(settings), indices, worker_id, audit_log)
     aside = done.set_aside or {}
     click.echo(
         f"removed {done.total} documents of worker {worker_id} (0 remain), {aside.get('dead_letters', 0)} dead "
@@ -324,7 +328,7 @@ def withdraw_command(
 @_failures
 def retention_command(settings: Settings, days: int, session_index_prefix: str | None, dry_run: bool) -> None:
     """Delete the daily event and session indices older than --days (for clusters without ILM)."""
-    prefixes = [settings.index_prefix, session_index_prefix or settings.toolkit.session_index_prefix]
+    prefixes = [settings.es.index_prefix, session_index_prefix or settings.toolkit.session_index_prefix]
     doomed = retention.apply(_client(settings, "retention"), prefixes, days, datetime.now(UTC).date(), dry_run)
     for name in doomed:
         click.echo(name)
@@ -344,11 +348,13 @@ def dead_letters() -> None:
 @_failures
 def dead_letters_list(settings: Settings, quarantine: bool, limit: int) -> None:
     """Print the oldest records as NDJSON (reason first)."""
-    queue = redis_queue.open_queue(settings)
-    records = queue.quarantine_records(0, limit - 1) if quarantine else queue.dead_letter_records(0, limit - 1)
+    side_lists = SideLists.from_settings(settings)
+    if quarantine:
+        records, total = side_lists.quarantine_records(0, limit - 1), side_lists.quarantine_depth()
+    else:
+        records, total = side_lists.dead_letter_records(0, limit - 1), side_lists.dead_letter_depth()
     for record in records:
         click.echo(orjson.dumps(record).decode())
-    total = queue.quarantine_depth() if quarantine else queue.dead_letter_depth()
     click.echo(f"{len(records)} of {total} shown", err=True)
 
 
@@ -358,7 +364,7 @@ def dead_letters_list(settings: Settings, quarantine: bool, limit: int) -> None:
 @_failures
 def dead_letters_replay(settings: Settings, how_many: int) -> None:
     """Put dead letters back in the queue (after fixing what made Elasticsearch refuse them)."""
-    moved = redis_queue.open_queue(settings).replay_dead_letters(how_many)
+    moved = SideLists.from_settings(settings).replay_dead_letters(how_many)
     click.echo(f"{moved} dead letters back in the queue", err=True)
 
 

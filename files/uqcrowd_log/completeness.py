@@ -122,12 +122,12 @@ def session_reports(documents: Iterable[dict[str, Any]]) -> list[SessionReport]:
             report.declared = max(declared, report.declared if report.declared is not None else declared)
     for session, report in reports.items():
         seen = sequences[session]
-        expected = settle(report, distinct=len(seen), highest=max(seen, default=-1), sequenced=sum(seen.values()))
+        expected = count_gaps(report, distinct=len(seen), highest=max(seen, default=-1), sequenced=sum(seen.values()))
         report.first_missing = _first_missing(seen, expected, 10)
     return [reports[s] for s in sorted(reports)]
 
 
-def settle(report: SessionReport, distinct: int, highest: int, sequenced: int) -> int:
+def count_gaps(report: SessionReport, distinct: int, highest: int, sequenced: int) -> int:
     """The session's missing numbers and duplicates from what its documents carry: `distinct` sequence
     numbers, the `highest` of them (-1: none), `sequenced` documents with one. The one rule, whoever
     counted: session_reports from the documents, the dashboard from Elasticsearch's aggregations.

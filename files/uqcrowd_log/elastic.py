@@ -65,18 +65,18 @@ def node_urls(es_url: str) -> list[str]:
 def connect(settings: Settings) -> Elasticsearch:
     """A client of every node given: a request that cannot reach one node goes to the next (a bulk is
     safe to resend: each event is `create`d under its own id)."""
-    nodes = node_urls(settings.es_url)
+    nodes = node_urls(settings.es.url)
     options: dict[str, Any] = {
         "request_timeout": 30,
         "max_retries": len(nodes) - 1,
         "serializer": OrjsonSerializer(),  # answers parsed in C, as the documents are made
     }
-    if settings.es_api_key:
-        options["api_key"] = settings.es_api_key
-    elif settings.es_username:
-        options["basic_auth"] = (settings.es_username, settings.es_password)
-    if settings.es_ca_file:
-        options["ca_certs"] = settings.es_ca_file
+    if settings.es.api_key:
+        options["api_key"] = settings.es.api_key
+    elif settings.es.username:
+        options["basic_auth"] = (settings.es.username, settings.es.password)
+    if settings.es.ca_file:
+        options["ca_certs"] = settings.es.ca_file
     return Elasticsearch(nodes, **options)
 
 

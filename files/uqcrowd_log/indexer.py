@@ -25,11 +25,13 @@ import orjson
 import redis
 from elasticsearch import Elasticsearch
 
-from . import elastic, redis_queue
+from . import elastic, logs
 from .config import Settings
 from .elastic import BulkOutcome, ConfigurationFault, StoreUnavailable, bulk_create_split
 from .events import Prepared, worker_of
-from .redis_queue import Entry, EventQueue
+from .queue.consumer import Consumer
+from .queue.entries import Entry
+from .withdrawn import Register
 
 log = logging.getLogger("uqcrowd_log.indexer")
 
@@ -48,7 +50,7 @@ class Backoff:
         self.delay = 0.0
 
 
-def within(entries: list[Entry], max_events: int, max_bytes: int) -> list[Entry]:
+def fitting(entries: list[Entry], max_events: int, max_bytes: int) -> list[Entry]:
     """The first entries whose events fit in both caps (always at least one entry)."""
     events = size = 0
     for position, entry in enumerate(entries):
@@ -59,7 +61,7 @@ def within(entries: list[Entry], max_events: int, max_bytes: int) -> list[Entry]
     return entries
 
 
-def settled(
+def split_by_answer(
     held: list[Entry], outcome: BulkOutcome[tuple[int, int]]
 ) -> tuple[list[Entry], list[tuple[Prepared, str]], list[Entry]]:
     """The held entries split by a bulk's outcome, whose keys are (entry, event) positions: the entries
@@ -74,21 +76,20 @@ def settled(
 
 
 class Indexer:
-    def __init__(self, settings: Settings, queue: EventQueue, client: Elasticsearch) -> None:
+    def __init__(self, settings: Settings, queue: Consumer, withdrawn: Register, client: Elasticsearch) -> None:
         self.settings = settings
         self.queue = queue
+        self.withdrawn = withdrawn
         self.client = client
         self.stopping = threading.Event()
         self.held: list[Entry] = []  # read from Redis, not yet confirmed by Elasticsearch
-        self.backoff = Backoff(settings.indexer_backoff_max_seconds)
+        self.backoff = Backoff(settings.indexer.backoff_max_seconds)
         self.trouble: str | None = None  # the current problem, logged once when it starts and ends
         self.group_ready = False  # the consumer group exists (checked again after any Redis error)
         self.per_entry = 1  # events per entry in the last batch: how many entries to ask for next
 
     def run(self) -> None:
-        log.info(
-            "indexer %s started: %s -> %s", self.settings.indexer_consumer, self.queue.stream, self.settings.es_url
-        )
+        log.info("indexer %s started: %s -> %s", self.queue.name, self.queue.keys.stream, self.settings.es.url)
         while not self.stopping.is_set():
             try:
                 self.step()
@@ -116,8 +117,8 @@ class Indexer:
             for i, event in enumerate(entry.events)
             if (p, i) not in withdrawn
         ]
-        outcome = bulk_create_split(self.client, self.settings.index_prefix, items) if items else BulkOutcome()
-        done, rejected, kept = settled(self.held, outcome)
+        outcome = bulk_create_split(self.client, self.settings.es.index_prefix, items) if items else BulkOutcome()
+        done, rejected, kept = split_by_answer(self.held, outcome)
         finished = {id(entry) for entry in done}
         dropped = sum(1 for p, _ in withdrawn if id(self.held[p]) in finished)
         self.queue.settle(done, rejected, dropped)
@@ -136,29 +137,29 @@ class Indexer:
     def _withdrawn(self) -> set[tuple[int, int]]:
         """The (entry, event) positions of the held events whose workers withdrew: dropped, not indexed.
         Documents are read only while the register holds anyone."""
-        if not self.queue.withdrawn.size():
+        if not self.withdrawn.size():
             return set()
         workers = {
             (p, i): worker_of(orjson.loads(event.document))
             for p, entry in enumerate(self.held)
             for i, event in enumerate(entry.events)
         }
-        gone = self.queue.withdrawn.among(worker for worker in workers.values() if worker)
+        gone = self.withdrawn.among(worker for worker in workers.values() if worker)
         return {position for position, worker in workers.items() if worker in gone}
 
     def _next_batch(self) -> list[Entry]:
-        s, consumer = self.settings, self.settings.indexer_consumer
-        ask = max(1, s.indexer_batch_events // self.per_entry)  # entries: each holds one request's events
-        batch = self.queue.read(consumer, ask, None, held=True)
-        batch = batch or self.queue.claim_idle(consumer, s.indexer_claim_idle_ms, ask)
+        s = self.settings
+        ask = max(1, s.indexer.batch_events // self.per_entry)  # entries: each holds one request's events
+        batch = self.queue.read(ask, None, held=True)
+        batch = batch or self.queue.claim_idle(s.indexer.claim_idle_ms, ask)
         if batch:
-            return within(batch, s.indexer_batch_events, s.indexer_batch_bytes)  # the rest: read again as held
+            return fitting(batch, s.indexer.batch_events, s.indexer.batch_bytes)  # the rest: read again as held
         events, size, deadline = 0, 0, None
-        while events < s.indexer_batch_events and size < s.indexer_batch_bytes and not self.stopping.is_set():
+        while events < s.indexer.batch_events and size < s.indexer.batch_bytes and not self.stopping.is_set():
             wait_ms = 1000 if deadline is None else int((deadline - time.monotonic()) * 1000)
             if wait_ms <= 0:
                 break
-            got = self.queue.read(consumer, max(1, (s.indexer_batch_events - events) // self.per_entry), wait_ms)
+            got = self.queue.read(max(1, (s.indexer.batch_events - events) // self.per_entry), wait_ms)
             if not got:
                 break
             batch += got
@@ -166,18 +167,18 @@ class Indexer:
             size += sum(e.size for e in got)
             self.per_entry = max(1, events // len(batch))
             if deadline is None:
-                deadline = time.monotonic() + s.indexer_linger_ms / 1000
-        return within(batch, s.indexer_batch_events, s.indexer_batch_bytes)
+                deadline = time.monotonic() + s.indexer.linger_ms / 1000
+        return fitting(batch, s.indexer.batch_events, s.indexer.batch_bytes)
 
     def _wait(self, seconds: float) -> None:
         """Sleep (until stopped), renewing the claim on held entries well before another indexer
         could take them as abandoned."""
-        renew = self.settings.indexer_claim_idle_ms / 3000
+        renew = self.settings.indexer.claim_idle_ms / 3000
         deadline = time.monotonic() + seconds
         while not self.stopping.is_set():
             if self.held:
                 with contextlib.suppress(redis.RedisError):  # Redis down: nobody can claim them either
-                    self.queue.touch(self.settings.indexer_consumer, self.held)
+                    self.queue.touch(self.held)
             left = deadline - time.monotonic()
             if left <= 0 or self.stopping.wait(min(left, renew)):
                 return
@@ -188,13 +189,13 @@ class Indexer:
         self.trouble = what
         if fault:
             with contextlib.suppress(redis.RedisError):
-                self.queue.report_fault(self.settings.indexer_consumer, what)
+                self.queue.report_fault(what)
 
     def _recovered(self) -> None:
         if self.trouble is not None:
             log.info("indexing resumed after: %s", self.trouble)
             with contextlib.suppress(redis.RedisError):
-                self.queue.clear_fault(self.settings.indexer_consumer)
+                self.queue.clear_fault()
         self.trouble = None
         self.backoff.reset()
 
@@ -203,9 +204,10 @@ class Indexer:
 
 
 def main(settings: Settings | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup()
     settings = settings or Settings.from_env()
-    indexer = Indexer(settings, redis_queue.open_queue(settings), elastic.connect(settings))
+    consumer = Consumer.from_settings(settings)
+    indexer = Indexer(settings, consumer, Register.from_settings(settings, consumer.client), elastic.connect(settings))
     signal.signal(signal.SIGTERM, indexer.stop)
     signal.signal(signal.SIGINT, indexer.stop)
     indexer.run()

@@ -13,14 +13,17 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from . import __version__
-from .redis_queue import EventQueue
+from .queue import snapshot
+from .queue.keys import Keys
 
 REJECTED = "rejected:"
 
 
 class QueueCollector:
-    def __init__(self, queue: EventQueue) -> None:
-        self.queue = queue
+    def __init__(self, client: redis.Redis, keys: Keys, dead_letter_limit: int) -> None:
+        self.client = client
+        self.keys = keys
+        self.dead_letter_limit = dead_letter_limit
 
     def collect(self) -> Iterator[Metric]:
         build = GaugeMetricFamily("uqcrowd_build_info", "The version of the process that answered", labels=["version"])
@@ -28,12 +31,7 @@ class QueueCollector:
         yield build
         up = GaugeMetricFamily("uqcrowd_redis_up", "1 when the metrics could be read from Redis")
         try:
-            counters = self.queue.counters()
-            depth, dead, lag = self.queue.depth(), self.queue.dead_letter_depth(), self.queue.oldest_age_seconds()
-            queued_bytes, quarantined = self.queue.queued_bytes(), self.queue.quarantine_depth()
-            quarantine_bytes, dead_letter_bytes = self.queue.side_bytes()
-            faults = self.queue.indexer_faults()
-            unwritable = self.queue.unwritable()
+            now = snapshot.take(self.client, self.keys)
         except redis.RedisError:
             up.add_metric([], 0)
             yield up
@@ -43,7 +41,7 @@ class QueueCollector:
         yield GaugeMetricFamily(
             "uqcrowd_redis_writable",
             "1 when Redis takes writes (0: at its maxmemory, or its disk full)",
-            value=int(not unwritable),
+            value=int(not now.unwritable),
         )
         for name, key, text in (
             ("uqcrowd_events_accepted", "accepted", "Events accepted by the backends"),
@@ -71,35 +69,41 @@ class QueueCollector:
                 "Dead-lettered events dropped, oldest first, beyond the list's bounds",
             ),
         ):
-            yield CounterMetricFamily(name, text, value=counters.get(key, 0))
+            yield CounterMetricFamily(name, text, value=now.counters.get(key, 0))
         rejected = CounterMetricFamily(
             "uqcrowd_requests_rejected", "Requests or events refused, by reason", labels=["reason"]
         )
-        for key, value in sorted(counters.items()):
+        for key, value in sorted(now.counters.items()):
             if key.startswith(REJECTED):
                 rejected.add_metric([key.removeprefix(REJECTED)], value)
         yield rejected
-        yield GaugeMetricFamily("uqcrowd_queue_depth", "Events waiting for Elasticsearch", value=depth)
-        yield GaugeMetricFamily("uqcrowd_queue_bytes", "Bytes of the queued events", value=queued_bytes)
-        yield GaugeMetricFamily("uqcrowd_dead_letter_depth", "Events in the dead-letter list", value=dead)
+        yield GaugeMetricFamily("uqcrowd_queue_depth", "Events waiting for Elasticsearch", value=now.depth)
+        yield GaugeMetricFamily("uqcrowd_queue_bytes", "Bytes of the queued events", value=now.queued_bytes)
+        yield GaugeMetricFamily(
+            "uqcrowd_dead_letter_depth", "Events in the dead-letter list", value=now.dead_letter_depth
+        )
         yield GaugeMetricFamily(
             "uqcrowd_dead_letter_limit",
             "Events the dead-letter list holds before its oldest are dropped",
-            value=self.queue.dead_letter_limits.records,
+            value=self.dead_letter_limit,
         )
-        yield GaugeMetricFamily("uqcrowd_dead_letter_bytes", "Bytes in the dead-letter list", value=dead_letter_bytes)
-        yield GaugeMetricFamily("uqcrowd_quarantine_depth", "Events in the quarantine list", value=quarantined)
-        yield GaugeMetricFamily("uqcrowd_quarantine_bytes", "Bytes in the quarantine list", value=quarantine_bytes)
+        yield GaugeMetricFamily(
+            "uqcrowd_dead_letter_bytes", "Bytes in the dead-letter list", value=now.dead_letter_bytes
+        )
+        yield GaugeMetricFamily("uqcrowd_quarantine_depth", "Events in the quarantine list", value=now.quarantine_depth)
+        yield GaugeMetricFamily("uqcrowd_quarantine_bytes", "Bytes in the quarantine list", value=now.quarantine_bytes)
         paused = GaugeMetricFamily(
             "uqcrowd_indexer_fault", "1 per indexer paused by a fault an operator must fix", labels=["consumer", "what"]
         )
-        for consumer, what in sorted(faults.items()):
+        for consumer, what in sorted(now.indexer_faults.items()):
             paused.add_metric([consumer, what], 1)
         yield paused
-        yield GaugeMetricFamily("uqcrowd_indexer_lag_seconds", "Age of the oldest event not yet indexed", value=lag)
+        yield GaugeMetricFamily(
+            "uqcrowd_indexer_lag_seconds", "Age of the oldest event not yet indexed", value=now.oldest_age_seconds
+        )
 
 
-def render(queue: EventQueue) -> bytes:
+def render(client: redis.Redis, keys: Keys, dead_letter_limit: int) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QueueCollector(queue))
+    registry.register(QueueCollector(client, keys, dead_letter_limit))
     return generate_latest(registry)

@@ -25,7 +25,7 @@ def _address(text: str) -> tuple[IP, str] | None:
     return _parsed(text) if len(text) <= _LONGEST_ADDRESS else None
 
 
-def within(address: str, networks: tuple[Network, ...]) -> bool:
+def in_networks(address: str, networks: tuple[Network, ...]) -> bool:
     parsed = _address(address)
     return parsed is not None and any(parsed[0] in network for network in networks)
 
@@ -50,7 +50,7 @@ def client_ip(peer: str, forwarded_for: str | None, trusted: tuple[Network, ...]
     """Walk X-Forwarded-For from the right while each hop is a trusted proxy."""
     address = peer
     hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
-    while hops and within(address, trusted):
+    while hops and in_networks(address, trusted):
         address = hops.pop()
     parsed = _address(address)
     return parsed[1] if parsed else peer

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from pathlib import Path
@@ -11,6 +10,7 @@ from flask import Flask
 from granian import Granian
 from granian.constants import Interfaces
 
+from . import logs
 from .config import Settings
 from .dashboard.app import dashboard_from_env
 from .web import app_from_env
@@ -19,32 +19,33 @@ from .web import app_from_env
 def serve(port: int, settings: Settings, factory: str = "uqcrowd_log.server:serving_app") -> None:
     """Serve the app `factory` makes (an ingest backend's by default) on `port`: HTTPS when the settings
     name a certificate and its key, else HTTP."""
-    tls = {"ssl_cert": Path(settings.tls_cert_file), "ssl_key": Path(settings.tls_key_file)}
+    tls = {"ssl_cert": Path(settings.server.tls_cert_file), "ssl_key": Path(settings.server.tls_key_file)}
     Granian(
         factory,
         factory=True,
-        address=settings.bind_host,
+        address=settings.server.bind_host,
         port=port,
         interface=Interfaces.WSGI,
         workers=1,
-        blocking_threads=settings.threads,
+        blocking_threads=settings.server.threads,
         working_dir=Path(__file__).resolve().parent.parent,
         log_access=False,
-        **(tls if settings.tls_cert_file else {}),
+        **(tls if settings.server.tls_cert_file else {}),
     ).serve()
 
 
 def serving_app() -> Flask:
     """The WSGI factory Granian's worker calls. Granian's main process has bound the port before it
     starts the worker, so once the app exists the backend serves: systemd is told so."""
+    logs.setup()
     app = app_from_env()
     notify_ready()
     return app
 
 
 def serving_dashboard() -> Flask:
-    """The WSGI factory of the dashboard's process (logger.py dashboard), logging as the backends do."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    """The WSGI factory of the dashboard's process (uqcrowd-logger dashboard)."""
+    logs.setup()
     app = dashboard_from_env()
     notify_ready()
     return app

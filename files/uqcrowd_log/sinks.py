@@ -10,7 +10,8 @@ from elasticsearch import Elasticsearch
 
 from .elastic import StoreUnavailable, bulk_create_split, ping
 from .events import Prepared
-from .redis_queue import EventQueue
+from .queue.producer import Producer
+from .queue.side_lists import SideLists
 
 log = logging.getLogger(__name__)
 
@@ -24,27 +25,28 @@ class Sink(Protocol):
 
 
 class QueueSink:
-    def __init__(self, queue: EventQueue, high_water_bytes: int) -> None:
-        self.queue = queue
+    def __init__(self, producer: Producer, high_water_bytes: int) -> None:
+        self.producer = producer
         self.high_water_bytes = high_water_bytes
 
     def put(self, events: list[Prepared]) -> None:
         try:
-            self.queue.put(events, self.high_water_bytes)
+            self.producer.put(events, self.high_water_bytes)
         except redis.RedisError as exc:
             raise StoreUnavailable(f"redis: {exc}") from None
 
     def unready(self) -> str:
-        return self.queue.unwritable()
+        return self.producer.unwritable()
 
 
 class DirectSink:
     """The original's behaviour: each request is indexed before it is answered."""
 
-    def __init__(self, client: Elasticsearch, index_prefix: str, queue: EventQueue) -> None:
+    def __init__(self, client: Elasticsearch, index_prefix: str, producer: Producer, side_lists: SideLists) -> None:
         self.client = client
         self.index_prefix = index_prefix
-        self.queue = queue  # for counters and the dead-letter list
+        self.producer = producer  # for the counters
+        self.side_lists = side_lists  # for the dead letters
 
     def put(self, events: list[Prepared]) -> None:
         outcome = bulk_create_split(self.client, self.index_prefix, [(e, e) for e in events])
@@ -53,9 +55,9 @@ class DirectSink:
         if outcome.retry:
             raise StoreUnavailable(f"elasticsearch is busy: {len(outcome.retry)} events not stored")
         try:
-            self.queue.dead_letter(outcome.rejected)
-            self.queue.count("accepted", len(events))
-            self.queue.count("indexed", len(outcome.done))
+            self.side_lists.dead_letter(outcome.rejected)
+            self.producer.count("accepted", len(events))
+            self.producer.count("indexed", len(outcome.done))
         except redis.RedisError as exc:
             for event, error in outcome.rejected:
                 log.error("dead letter not recorded (%s): %s %s", exc, error, event.document[:1000])

@@ -13,15 +13,19 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, sen
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
-from . import elastic, redis_queue
+from . import elastic
 from .config import Settings
 from .elastic import StoreUnavailable
 from .events import BadInput, Invalid, drop_workers, parse_batch, prepare, screen_experiments, worker_ids
 from .metrics import render
 from .origins import allow_origin, origin_allowed
-from .proxies import client_ip, recorded_ip, within
-from .redis_queue import EventQueue, QueueFull
+from .proxies import client_ip, in_networks, recorded_ip
+from .queue.connection import connect
+from .queue.keys import Keys
+from .queue.producer import Producer, QueueFull
+from .queue.side_lists import SideLimits, SideLists
 from .sinks import DirectSink, QueueSink, Sink
+from .withdrawn import Register
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -36,23 +40,27 @@ def _sink() -> Sink:
     return current_app.extensions["uqcrowd"]["sink"]
 
 
-def _queue() -> EventQueue:
-    return current_app.extensions["uqcrowd"]["queue"]
+def _producer() -> Producer:
+    return current_app.extensions["uqcrowd"]["producer"]
+
+
+def _withdrawn() -> Register:
+    return current_app.extensions["uqcrowd"]["withdrawn"]
 
 
 def _client_address(settings: Settings) -> str:
     """The request's real client, through the trusted proxies' X-Forwarded-For."""
-    return client_ip(request.remote_addr or "", request.headers.get("X-Forwarded-For"), settings.trusted_proxies)
+    return client_ip(request.remote_addr or "", request.headers.get("X-Forwarded-For"), settings.ingest.trusted_proxies)
 
 
 def _error(status: int, message: str, reason: str | None = None) -> Response:
     if reason:
         with contextlib.suppress(redis.RedisError):  # counting is best effort; the answer must not wait on it
-            _queue().count(f"rejected:{reason}")
+            _producer().count(f"rejected:{reason}")
     response = jsonify(error=message)
     response.status_code = status
     if status in (429, 503):
-        response.headers["Retry-After"] = str(_settings().retry_after_seconds)
+        response.headers["Retry-After"] = str(_settings().ingest.retry_after_seconds)
     return response
 
 
@@ -61,22 +69,22 @@ def insert() -> Response:
     """Store the valid events of a batch, quarantine the invalid ones, and say how many of each."""
     settings = _settings()
     origin = request.headers.get("Origin")
-    if origin is not None and not origin_allowed(origin, settings.allowed_origins):
+    if origin is not None and not origin_allowed(origin, settings.ingest.allowed_origins):
         # A browser says which page sent this: one not listed is another site's (or a copy's). Anything
         # that is not a browser can forge the header: this keeps other pages out, it is not authentication.
         return _error(403, f"events from pages of {origin[:200]} are not accepted here", "origin")
     try:
-        batch = parse_batch(request.get_data(cache=False), settings.max_batch, settings.max_depth)
+        batch = parse_batch(request.get_data(cache=False), settings.ingest.max_batch, settings.ingest.max_depth)
     except BadInput as exc:
         return _error(400, str(exc), exc.reason)
-    refused = screen_experiments(batch, settings.experiments, request.args.get("token", ""))
+    refused = screen_experiments(batch, settings.ingest.experiments, request.args.get("token", ""))
     try:  # a withdrawn worker's events (e.g. a page's stored ones, sent again) are answered, never stored
-        withdrawn = drop_workers(batch, _queue().withdrawn.among(worker_ids(batch.events)))
+        withdrawn = drop_workers(batch, _withdrawn().among(worker_ids(batch.events)))
     except redis.RedisError as exc:
         log.warning("withdrawn-workers register unreadable: %s", exc)
         return _error(503, "the event store is unavailable, retry later", "store_unavailable")
     now = datetime.now(UTC)
-    ip = recorded_ip(_client_address(settings), settings.client_ip)
+    ip = recorded_ip(_client_address(settings), settings.ingest.client_ip)
     prepared = prepare(batch.events, now, ip)
     if prepared:
         try:
@@ -91,9 +99,9 @@ def insert() -> Response:
     if refused or withdrawn:  # events of experiments not accepted here, or of withdrawn workers: only counted
         with contextlib.suppress(redis.RedisError):
             for bad in refused:
-                _queue().count(f"rejected:{bad.reason}")
+                _producer().count(f"rejected:{bad.reason}")
             if withdrawn:
-                _queue().count("withdrawn", withdrawn)
+                _producer().count("withdrawn", withdrawn)
     problems = sorted(batch.invalid + refused, key=lambda bad: bad.position)
     accepted = len(prepared) + withdrawn  # the page may forget them: they are not to be sent again
     body: dict[str, object] = {"accepted": accepted, "rejected": len(problems)}
@@ -107,7 +115,7 @@ def insert() -> Response:
 
 def _quarantine(invalid: list[Invalid], received: str, ip: str | None) -> None:
     try:
-        _queue().quarantine(invalid, received, ip)
+        _producer().quarantine(invalid, received, ip)
     except redis.RedisError as exc:  # the answer still tells the client; the server log keeps the events
         for bad in invalid:
             log.error("quarantine not recorded (%s): %s %s", exc, bad.message, bad.raw[:1000])
@@ -131,9 +139,12 @@ def metrics() -> Response:
     """For the operator's monitoring: refused to any client outside UQCROWD_METRICS_ALLOWED, judged by
     its real address (through trusted proxies), whatever path encoding got the request here."""
     settings = _settings()
-    if not within(_client_address(settings), settings.metrics_allowed):
+    if not in_networks(_client_address(settings), settings.ingest.metrics_allowed):
         return _error(403, "metrics are only served to the monitoring hosts")
-    return Response(render(_queue()), mimetype=CONTENT_TYPE_LATEST)
+    producer = _producer()
+    return Response(
+        render(producer.client, producer.keys, settings.queue.dead_letter_max), mimetype=CONTENT_TYPE_LATEST
+    )
 
 
 @api.get("/logger.js")
@@ -151,12 +162,12 @@ def fingerprint() -> Response:
 
 
 def render_tracker(settings: Settings) -> bytes:
-    limits = f'{{"maxBatch": {settings.max_batch}, "maxBytes": {settings.max_body_bytes}}}'
+    limits = f'{{"maxBatch": {settings.ingest.max_batch}, "maxBytes": {settings.ingest.max_body_bytes}}}'
     return (STATIC / "logger.js").read_bytes().replace(b"/*SERVER_LIMITS*/null", limits.encode())
 
 
 def _cors(response: Response) -> Response:
-    allow_origin(response, request.headers.get("Origin"), _settings().allowed_origins)
+    allow_origin(response, request.headers.get("Origin"), _settings().ingest.allowed_origins)
     if request.method == "OPTIONS":
         response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = request.headers.get(
@@ -174,17 +185,25 @@ def _http_error(exc: HTTPException) -> Response:
     return response
 
 
-def create_app(settings: Settings, sink: Sink | None = None, queue: EventQueue | None = None) -> Flask:
-    queue = queue or redis_queue.open_queue(settings)
+def create_app(settings: Settings, sink: Sink | None = None) -> Flask:
+    client = connect(settings.redis.url, settings.redis.ca_file)  # one pool for every part the backend plays
+    producer = Producer.from_settings(settings, client)
     if sink is None:
-        if settings.mode == "direct":
-            sink = DirectSink(elastic.connect(settings), settings.index_prefix, queue)
+        if settings.ingest.mode == "direct":
+            side_lists = SideLists(client, Keys.of(settings.redis.prefix), SideLimits.dead_letters(settings))
+            sink = DirectSink(elastic.connect(settings), settings.es.index_prefix, producer, side_lists)
         else:
-            sink = QueueSink(queue, settings.queue_high_water_bytes)
+            sink = QueueSink(producer, settings.queue.high_water_bytes)
     app = Flask(__name__, static_folder=None)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["MAX_CONTENT_LENGTH"] = settings.ingest.max_body_bytes
     tracker_script = render_tracker(settings)
-    app.extensions["uqcrowd"] = {"settings": settings, "sink": sink, "queue": queue, "tracker": tracker_script}
+    app.extensions["uqcrowd"] = {
+        "settings": settings,
+        "sink": sink,
+        "producer": producer,
+        "withdrawn": Register.from_settings(settings, client),
+        "tracker": tracker_script,
+    }
     app.register_blueprint(api)
     app.after_request(_cors)
     app.register_error_handler(HTTPException, _http_error)
@@ -193,5 +212,4 @@ def create_app(settings: Settings, sink: Sink | None = None, queue: EventQueue |
 
 def app_from_env() -> Flask:
     """WSGI factory used by the server: configuration from UQCROWD_* variables."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return create_app(Settings.from_env())

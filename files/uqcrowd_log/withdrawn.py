@@ -15,11 +15,20 @@ from collections.abc import Iterable
 
 import redis
 
+from .config import Settings
+from .queue.connection import connect
+from .queue.keys import Keys
+
 
 class Register:
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: redis.Redis, key: str) -> None:
         self.client = client
-        self.key = f"{prefix}:withdrawn"
+        self.key = key
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> Register:
+        client = client or connect(settings.redis.url, settings.redis.ca_file)
+        return cls(client, Keys.of(settings.redis.prefix).withdrawn)
 
     def add(self, worker_id: str) -> bool:
         """True if the worker was not in the register yet."""

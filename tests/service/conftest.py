@@ -10,7 +10,6 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,10 +21,10 @@ from flask.testing import FlaskClient
 from selenium import webdriver
 
 from harness.browser import chromium
+from harness.queue_view import QueueView
 from harness.report import rows_file
 from harness.services import ROOT, ElasticsearchServer, LoggerProcess, RedisServer, free_port
 from uqcrowd_log.config import Settings
-from uqcrowd_log.redis_queue import EventQueue
 from uqcrowd_log.web import create_app
 
 TEST_INDEX_PATTERN = "uqt-*"
@@ -92,20 +91,16 @@ def es(es_server: ElasticsearchServer) -> Elasticsearch:
 def settings(redis_server: RedisServer) -> Settings:
     """A fresh key space and index prefix per test, so tests never see each other's events."""
     tag = uuid.uuid4().hex[:10]
-    return replace(
-        Settings.from_env({}),
-        redis_url=redis_server.url,
-        redis_prefix=f"uqt-{tag}",
-        index_prefix=f"uqt-{tag}",
-        indexer_consumer="test-indexer",
-        indexer_linger_ms=50,
-        indexer_backoff_max_seconds=2.0,
+    return Settings.from_env({}).changed(
+        redis={"url": redis_server.url, "prefix": f"uqt-{tag}"},
+        es={"index_prefix": f"uqt-{tag}"},
+        indexer={"consumer": "test-indexer", "linger_ms": 50, "backoff_max_seconds": 2.0},
     )
 
 
 @pytest.fixture
-def queue(settings: Settings) -> EventQueue:
-    return EventQueue(redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
+def queue(settings: Settings) -> QueueView:
+    return QueueView(redis.Redis.from_url(settings.redis.url), settings.redis.prefix)
 
 
 @pytest.fixture
@@ -116,15 +111,15 @@ def client(settings: Settings) -> FlaskClient:
 def env_of(settings: Settings, es_url: str = "") -> dict[str, str]:
     """The UQCROWD_* environment that makes a process use these settings."""
     return {
-        "UQCROWD_MODE": settings.mode,
-        "UQCROWD_REDIS_URL": settings.redis_url,
-        "UQCROWD_REDIS_PREFIX": settings.redis_prefix,
-        "UQCROWD_INDEX_PREFIX": settings.index_prefix,
-        "UQCROWD_ES_URL": es_url or settings.es_url,
-        "UQCROWD_INDEXER_CONSUMER": settings.indexer_consumer,
-        "UQCROWD_INDEXER_LINGER_MS": str(settings.indexer_linger_ms),
-        "UQCROWD_INDEXER_BACKOFF_MAX_SECONDS": str(int(settings.indexer_backoff_max_seconds)),
-        "UQCROWD_QUEUE_HIGH_WATER_BYTES": str(settings.queue_high_water_bytes),
+        "UQCROWD_MODE": settings.ingest.mode,
+        "UQCROWD_REDIS_URL": settings.redis.url,
+        "UQCROWD_REDIS_PREFIX": settings.redis.prefix,
+        "UQCROWD_INDEX_PREFIX": settings.es.index_prefix,
+        "UQCROWD_ES_URL": es_url or settings.es.url,
+        "UQCROWD_INDEXER_CONSUMER": settings.indexer.consumer,
+        "UQCROWD_INDEXER_LINGER_MS": str(settings.indexer.linger_ms),
+        "UQCROWD_INDEXER_BACKOFF_MAX_SECONDS": str(int(settings.indexer.backoff_max_seconds)),
+        "UQCROWD_QUEUE_HIGH_WATER_BYTES": str(settings.queue.high_water_bytes),
     }
 
 

@@ -11,7 +11,6 @@ import os
 import re
 import threading
 import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -40,7 +39,7 @@ def users() -> dict[str, str]:
 
 @pytest.fixture
 def dashboard(settings, es, users):
-    return create_dashboard(replace(settings, dashboard_idle_seconds=3), users, client=es).test_client()
+    return create_dashboard(settings.changed(dashboard={"idle_seconds": 3}), users, client=es).test_client()
 
 
 def login(password: str = PASSWORD, user: str = "researcher") -> dict[str, tuple[str, str]]:
@@ -91,7 +90,7 @@ def test_no_answer_is_kept_by_a_browser_or_framed_by_another_site(dashboard, url
 
 
 def test_elasticsearch_down_is_a_503_in_one_line(settings, users):
-    down = create_dashboard(replace(settings, es_url="http://127.0.0.1:9"), users).test_client()
+    down = create_dashboard(settings.changed(es={"url": "http://127.0.0.1:9"}), users).test_client()
     answer = down.get("/dashboard/", **login())
     assert (answer.status_code, answer.headers["Retry-After"]) == (503, "30")
     assert answer.get_data(as_text=True) == "Elasticsearch is not answering: try again in a minute\n"
@@ -131,7 +130,7 @@ def test_three_tracked_sessions_one_cut_short_as_the_cli_reports_them(
     assert statuses == {ids[0]: "complete", ids[1]: "complete", ids[2]: "incomplete"}
     assert list(statuses) == ids[::-1]  # the newest session first
 
-    cli = run(es_server, settings.index_prefix, "sessions", "--exp-id", "exp-42", "--csv")
+    cli = run(es_server, settings.es.index_prefix, "sessions", "--exp-id", "exp-42", "--csv")
     rows = {row["session_id"]: row for row in csv.DictReader(io.StringIO(cli.stdout))}
     for session_id in ids:
         shown = re.search(rf'data-session="{session_id}".*?</tr>', page, re.S).group(0)
@@ -176,11 +175,8 @@ def test_three_tracked_sessions_one_cut_short_as_the_cli_reports_them(
     by_client = dashboard.post(f"/analytics/session/client/{fingerprint}", **login()).get_json()
     assert sorted(s["session_id"] for s in by_client) == sorted(ids)  # one browser, three worker ids
 
-    shown = replace(  # the health page of a running pipeline: the late backend up, the stopped one down
-        settings,
-        dashboard_idle_seconds=3,
-        dashboard_metrics_url=f"{late.url}/logger/metrics",
-        dashboard_backends=(late.url, backend.url),
+    shown = settings.changed(  # the health page of a running pipeline: the late backend up, the stopped one down
+        dashboard={"idle_seconds": 3, "metrics_url": f"{late.url}/logger/metrics", "backends": (late.url, backend.url)}
     )
     _screenshots(browser, create_dashboard(shown, USERS, client=es), ids[2])
 
@@ -231,7 +227,7 @@ def _parquet_rows(data: bytes) -> list[dict]:
 
 def _fingerprint(es, settings, session_id: str) -> str:
     query = {"bool": {"filter": [{"term": {"session_id": session_id}}, {"term": {"log_type": "browser_event"}}]}}
-    hits = es.search(index=f"{settings.index_prefix}-*", query=query)["hits"]["hits"]
+    hits = es.search(index=f"{settings.es.index_prefix}-*", query=query)["hits"]["hits"]
     return next(
         h["_source"]["content"]["details"]["hash"]
         for h in hits
@@ -244,7 +240,7 @@ def test_the_experiment_page_redraws_itself_in_the_browser_as_events_arrive(es, 
     app = create_dashboard(settings, users, client=es)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    index = f"{settings.index_prefix}-live"
+    index = f"{settings.es.index_prefix}-live"
     try:
         for n in range(2):
             es.index(index=index, document=_event(n), refresh=True)
@@ -279,7 +275,7 @@ def _event(n: int) -> dict:
 def test_viewers_of_one_experiment_share_one_count_of_it(es, settings, users, monkeypatch):
     """Five live.json polls at once cost Elasticsearch what one costs; within LIVE_SECONDS the same
     answer is given again (the page's freshness within 10 s is the tracked-sessions test's)."""
-    index = f"{settings.index_prefix}-live"
+    index = f"{settings.es.index_prefix}-live"
     es.index(index=index, document={**_event(0), "exp_id": "exp-shared"}, refresh=True)
     searches: list[str] = []
     search = es.search
@@ -319,7 +315,7 @@ def test_viewers_of_one_experiment_share_one_count_of_it(es, settings, users, mo
 def test_a_sessions_page_draws_its_events_over_time_by_type(es, settings, dashboard):
     """One chart per log_type from the session's first event to its last: each chart's points sum to that
     type's stored events, and the events of minute 2 fall in the chart's second half."""
-    index = f"{settings.index_prefix}-timeline"
+    index = f"{settings.es.index_prefix}-timeline"
     start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     moments = {"message": [0, 1, 150], "mouse_event": [10, 20, 130, 140, 150]}  # seconds after the start
     for kind, seconds in moments.items():
@@ -341,7 +337,7 @@ def test_a_sessions_page_draws_its_events_over_time_by_type(es, settings, dashbo
 
 
 def test_a_worker_with_two_sessions_is_a_repeat_participant(es, settings, dashboard):
-    index = f"{settings.index_prefix}-repeats"
+    index = f"{settings.es.index_prefix}-repeats"
     for worker, session_id in [("R", "r-1"), ("R", "r-2"), ("S", "s-1")]:
         document = {**_event(0), "exp_id": "exp-rep", "worker_id": worker, "session_id": session_id}
         es.index(index=index, document=document, refresh=True)
@@ -355,11 +351,12 @@ def test_the_health_page_shows_the_queue_and_the_monitorings_open_incidents(sett
         event = {"log_type": "message", "session_id": "h", "sequence_number": n}
         assert requests.post(f"{backend.url}/logger/insert", json=event, timeout=10).status_code == 202
     (tmp_path / "disk.json").write_text('{"bad": true, "since": 1796280000, "last": {"seen": "free 9%"}}')
-    watched = replace(
-        settings,
-        dashboard_metrics_url=f"{backend.url}/logger/metrics",
-        dashboard_monitor_state_dir=str(tmp_path),
-        dashboard_backends=(backend.url, "http://127.0.0.1:9"),
+    watched = settings.changed(
+        dashboard={
+            "metrics_url": f"{backend.url}/logger/metrics",
+            "monitor_state_dir": str(tmp_path),
+            "backends": (backend.url, "http://127.0.0.1:9"),
+        }
     )
     page = (
         create_dashboard(watched, users, client=es)
@@ -374,7 +371,7 @@ def test_the_health_page_shows_the_queue_and_the_monitorings_open_incidents(sett
     assert states[backend.url] == "up"
     assert states["http://127.0.0.1:9"].startswith("down: ")
 
-    gone = replace(watched, dashboard_metrics_url="http://127.0.0.1:9/logger/metrics")
+    gone = watched.changed(dashboard={"metrics_url": "http://127.0.0.1:9/logger/metrics"})
     page = (
         create_dashboard(gone, users, client=es)
         .test_client()
@@ -387,11 +384,11 @@ def test_the_health_page_shows_the_queue_and_the_monitorings_open_incidents(sett
 def test_seen_answers_only_whether_a_worker_took_part_in_the_group(es, settings, users):
     """GET /logger/seen, no login (a task page asks it): true for a worker with a session in an
     experiment of the group, false otherwise, 404 for a group that is not configured."""
-    index = f"{settings.index_prefix}-seen"
+    index = f"{settings.es.index_prefix}-seen"
     for exp_id, worker in [("study-a1", "W-old"), ("study-b", "W-other")]:
         es.index(index=index, document={**_event(0), "exp_id": exp_id, "worker_id": worker}, refresh=True)
     groups = {"study-a": ("study-a1", "study-a2"), "empty": ("study-z",)}
-    client = create_dashboard(replace(settings, seen_groups=groups), users, client=es).test_client()
+    client = create_dashboard(settings.changed(dashboard={"seen_groups": groups}), users, client=es).test_client()
 
     def seen(worker: str, group: str):
         return client.get("/logger/seen", query_string={"worker_id": worker, "group": group})
@@ -435,7 +432,7 @@ def test_the_aggregations_give_the_clis_reports_for_every_kind_of_session(es, se
         # Beyond its threshold, the cardinality is an estimate (HyperLogLog): counted from the documents.
         "long": [{}, None, {}, "again", *([{}] * 4 * EXACT_UP_TO), end(4 * EXACT_UP_TO + 5)],
     }
-    index = f"{settings.index_prefix}-aggs"
+    index = f"{settings.es.index_prefix}-aggs"
     actions = []
     for session_id, events in shapes.items():
         for number, shape in enumerate(events):

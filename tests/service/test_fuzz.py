@@ -7,7 +7,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from uqcrowd_log.redis_queue import EventQueue
+from harness.queue_view import QueueView
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
 json_values = st.recursive(
@@ -35,7 +35,7 @@ FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
 @given(
     body=bodies, content_type=st.sampled_from(["text/plain", "application/json", "application/x-www-form-urlencoded"])
 )
-def test_every_event_is_either_stored_or_quarantined(client, queue: EventQueue, body: bytes, content_type: str):
+def test_every_event_is_either_stored_or_quarantined(client, queue: QueueView, body: bytes, content_type: str):
     before, quarantined_before = queue.depth(), queue.quarantine_depth()
     response = client.post("/logger/insert", data=body, content_type=content_type)
     assert response.status_code in (202, 400, 413), response.get_data()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import orjson
@@ -16,13 +15,14 @@ from harness.watermarks import free_space_watermarks, unset
 from tests.service.conftest import env_of
 from uqcrowd_log.completeness import session_reports
 from uqcrowd_log.events import Prepared
+from uqcrowd_log.queue.keys import GROUP
 
 # The browser time of every test event: the index day follows it (so does today_index).
 BROWSER_TIME = datetime.now(UTC)
 
 
 def today_index(settings) -> str:
-    return f"{settings.index_prefix}-{BROWSER_TIME:%Y-%m-%d}"
+    return f"{settings.es.index_prefix}-{BROWSER_TIME:%Y-%m-%d}"
 
 
 def event(n: int, session: str = "s1", **extra) -> dict:
@@ -38,7 +38,7 @@ def event(n: int, session: str = "s1", **extra) -> dict:
 
 def all_documents(es, settings) -> list[dict]:
     """Every stored document of the test, in constant memory per page (search_after on the id)."""
-    index = f"{settings.index_prefix}-*"
+    index = f"{settings.es.index_prefix}-*"
     es.indices.refresh(index=index)
     found, after = [], None
     while True:
@@ -51,7 +51,7 @@ def all_documents(es, settings) -> list[dict]:
 
 def count(es, settings) -> int:
     """Documents stored so far (wait_until reads a 503, an index whose shard is still starting, as not yet)."""
-    index = f"{settings.index_prefix}-*"
+    index = f"{settings.es.index_prefix}-*"
     once = es.options(max_retries=0)  # the callers poll: a retry's backoff would only delay the next look
     once.indices.refresh(index=index, allow_no_indices=True, ignore_unavailable=True)
     return once.count(index=index, allow_no_indices=True, ignore_unavailable=True)["count"]
@@ -66,7 +66,7 @@ def wait_for_count(es, settings, expected: int, timeout: float = 60) -> None:
 def held(queue) -> int:
     """Entries an indexer read and has not acknowledged (0 before any indexer ran)."""
     try:
-        return queue.client.xpending(queue.stream, "indexers")["pending"]
+        return queue.client.xpending(queue.stream, GROUP)["pending"]
     except redis.ResponseError:
         return 0
 
@@ -137,7 +137,7 @@ def test_elasticsearch_down_while_5000_posted_then_all_indexed_exactly_once(es, 
 
 
 def test_indexer_killed_mid_batch_loses_and_duplicates_nothing(es, es_server, settings, spawn, queue):
-    env = env_of(replace(settings, indexer_linger_ms=0), es_server.url)
+    env = env_of(settings.changed(indexer={"linger_ms": 0}), es_server.url)
     backend = spawn(env)
     total = 20_000
     post_all(backend.url, [event(n, session=f"s{n % 7}") for n in range(total)], batch=500)
@@ -172,7 +172,7 @@ def test_rejected_document_goes_to_dead_letter_while_the_rest_flow(es, es_server
     post_all(backend.url, [event(1), bad, event(3), event(4, browser_time="yesterday-ish")])
     wait_for_count(es, settings, 2)
     wait_until(lambda: queue.dead_letter_depth() == 2, 10, "dead letters")
-    letters = [orjson.loads(x) for x in queue.client.lrange(queue.dead_letters, 0, -1)]
+    letters = [orjson.loads(x) for x in queue.client.lrange(queue.keys.dead_letters, 0, -1)]
     assert {orjson.loads(x["document"])["sequence_number"] for x in letters} == {"not a number", 4}
     assert all(x["error"].startswith("400 document_parsing_exception") for x in letters)
     assert queue.counters()["dead_lettered"] == 2
@@ -187,7 +187,7 @@ def test_a_queue_left_by_the_one_entry_per_event_format_drains_and_counts_right(
     for n in range(3):
         document = orjson.dumps(event(n, session="earlier"))
         queue.client.xadd(queue.stream, {"id": f"earlier-{n}", "day": day, "doc": document})
-        queue.client.incrby(queue.bytes, len(document))
+        queue.client.incrby(queue.keys.queued_bytes, len(document))
     assert queue.depth() == 3  # not in the events counter: the entries' number
     env = env_of(settings, es_server.url)
     post_all(spawn(env).url, [event(n) for n in range(5)])
@@ -265,11 +265,11 @@ def test_a_bulk_refused_whole_is_split_and_only_the_culprit_is_dead_lettered(es,
         for n in range(600)
     ]
     giant = Prepared("giant", now, orjson.dumps({**event(300), "pad": "y" * 2_500_000}))
-    queue.put([*events[:300], giant, *events[300:]], 10**10)
+    queue.producer.put([*events[:300], giant, *events[300:]], 10**10)
     indexer = spawn(env_of(settings, es_server.url), "indexer")  # 5 MiB batches: refused whole
     wait_for_count(es, settings, 600, timeout=120)
     wait_until(lambda: queue.depth() == 0, 30, "queue drained")
-    [letter] = queue.dead_letter_records()
+    [letter] = queue.side_lists.dead_letter_records()
     assert letter["event_id"] == "giant"
     [report] = session_reports(all_documents(es, settings))
     assert (report.stored, report.missing, report.first_missing, report.duplicates) == (600, 1, [300], 0)
@@ -348,14 +348,14 @@ def test_a_full_dead_letter_list_drops_its_oldest_counted_and_indexing_goes_on(e
     post_all(backend.url, [*bad, event(10), event(11)])
     wait_for_count(es, settings, 2)
     wait_until(lambda: queue.depth() == 0, 30, "queue drained")
-    kept = [orjson.loads(r["document"])["sequence_number"] for r in queue.dead_letter_records()]
+    kept = [orjson.loads(r["document"])["sequence_number"] for r in queue.side_lists.dead_letter_records()]
     assert kept == ["bad 1", "bad 2"]  # the oldest went
     metrics = requests.get(f"{backend.url}/logger/metrics", timeout=5).text
     assert "uqcrowd_events_dead_letter_dropped_total 1.0" in metrics
     assert "uqcrowd_dead_letter_limit 2.0" in metrics
     assert "uqcrowd_indexer_fault{" not in metrics
     _, dead_bytes = queue.side_bytes()
-    assert dead_bytes == sum(len(orjson.dumps(r)) for r in queue.dead_letter_records())
+    assert dead_bytes == sum(len(orjson.dumps(r)) for r in queue.side_lists.dead_letter_records())
 
 
 def test_an_indexer_in_backoff_keeps_its_entries_from_being_claimed(es, es_server, settings, spawn, queue):
@@ -367,7 +367,7 @@ def test_an_indexer_in_backoff_keeps_its_entries_from_being_claimed(es, es_serve
     wait_until(lambda: held(queue) == 3, 10, "batch held")
     spawn({**env_of(settings, es_server.url), **claim, "UQCROWD_INDEXER_CONSUMER": "healthy"}, "indexer")
     time.sleep(5)  # over three claim periods: the stuck indexer renews its claim meanwhile
-    owners = queue.client.xpending_range(queue.stream, "indexers", "-", "+", 100)
+    owners = queue.client.xpending_range(queue.stream, GROUP, "-", "+", 100)
     assert {o["consumer"] for o in owners} == {b"stuck"}
     assert count(es, settings) == 0
     stuck.stop()  # gone for good: now its entries are claimed and indexed
@@ -383,7 +383,7 @@ def test_dead_letters_replayed_after_a_fix_are_indexed(es, es_server, settings, 
     post_all(backend.url, [event(n, note="a field the strict mapping refuses") for n in range(5)])
     wait_until(lambda: queue.dead_letter_depth() == 5, 30, "dead letters")
     es.indices.delete(index=today_index(settings))  # the fix: the template's mappings (dynamic: false) again
-    assert queue.replay_dead_letters() == 5
+    assert queue.side_lists.replay_dead_letters() == 5
     wait_for_count(es, settings, 5)
     counters = queue.counters()
     assert (counters["accepted"], counters["indexed"], counters["replayed"]) == (5, 5, 5)
@@ -395,7 +395,7 @@ def test_redis_at_maxmemory_answers_503_then_recovers_by_itself(es, es_server, s
     own = RedisServer(tmp_path / "redis")
     own.start()
     try:
-        own_settings = replace(settings, redis_url=own.url)
+        own_settings = settings.changed(redis={"url": own.url})
         client = redis.Redis.from_url(own.url)
         client.config_set("maxmemory", client.info("memory")["used_memory"] + 4 * 1024 * 1024)
         client.config_set("maxmemory-policy", "noeviction")

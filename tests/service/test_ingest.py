@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import replace
 from datetime import datetime
 
 import orjson
@@ -12,12 +11,13 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
+from harness.queue_view import QueueView
 from harness.report import record
 from harness.services import RedisServer, wait_until
 from uqcrowd_log import __version__
 from uqcrowd_log.config import Settings
 from uqcrowd_log.events import Prepared
-from uqcrowd_log.redis_queue import EventQueue, unpack
+from uqcrowd_log.queue.entries import unpack
 from uqcrowd_log.web import create_app
 
 EVENT = {
@@ -38,7 +38,7 @@ def post(client: FlaskClient, body: bytes | str | object, content_type: str = "t
     return client.post("/logger/insert", data=data, content_type=content_type, **kw)
 
 
-def queued(queue: EventQueue) -> list[dict]:
+def queued(queue: QueueView) -> list[dict]:
     entries = queue.client.xrange(queue.stream)
     return [orjson.loads(e.document) for _, f in entries for e in unpack(f[b"lengths"], f[b"events"])]
 
@@ -128,7 +128,7 @@ def test_a_batch_of_only_bad_events_is_400_and_every_one_is_quarantined(client, 
 
 
 def test_the_quarantine_is_capped_and_says_how_many_it_dropped(settings, queue):
-    client = create_app(replace(settings, quarantine_max=3)).test_client()
+    client = create_app(settings.changed(queue={"quarantine_max": 3})).test_client()
     post(client, [EVENT, 1, 2])
     post(client, [EVENT, 3, 4])
     assert [json.loads(r["event"]) for r in queue.quarantine_records()] == [2, 3, 4]
@@ -136,7 +136,9 @@ def test_the_quarantine_is_capped_and_says_how_many_it_dropped(settings, queue):
 
 
 def test_the_quarantine_is_bounded_in_bytes_too_and_counts_against_the_high_water_mark(settings, queue):
-    client = create_app(replace(settings, quarantine_max_bytes=50_000, queue_high_water_bytes=60_000)).test_client()
+    client = create_app(
+        settings.changed(queue={"quarantine_max_bytes": 50_000, "high_water_bytes": 60_000})
+    ).test_client()
     for n in range(20):  # 20 refused events of 10 kB: the quarantine keeps the newest that fit in 50 kB
         assert post(client, [{**EVENT, "event_id": "", "pad": "q" * 10_000, "n": n}]).status_code == 400
     records = queue.quarantine_records()
@@ -157,7 +159,9 @@ def test_one_clients_refused_events_never_take_the_room_of_anothers_good_events(
     own.start()
     try:
         mark = 16 * 1024 * 1024  # half of maxmemory, as the roles set it; each side list an eighth of it
-        small = replace(settings, redis_url=own.url, queue_high_water_bytes=mark, quarantine_max_bytes=mark // 8)
+        small = settings.changed(
+            redis={"url": own.url}, queue={"high_water_bytes": mark, "quarantine_max_bytes": mark // 8}
+        )
         client = create_app(small).test_client()
         bad = orjson.dumps([{**EVENT, "event_id": "", "pad": "b" * 60_000}])
         good_statuses, peak = [], 0
@@ -169,7 +173,7 @@ def test_one_clients_refused_events_never_take_the_room_of_anothers_good_events(
                 peak = max(peak, int(own_client(own).info("memory")["used_memory"]))
         assert good_statuses == [202] * 100
         assert peak < 32 * 1024 * 1024
-        queue = EventQueue(own_client(own), settings.redis_prefix)
+        queue = QueueView(own_client(own), settings.redis.prefix)
         assert queue.depth() == 100
         counters = queue.counters()
         assert counters["quarantined"] == 2000
@@ -192,7 +196,7 @@ def own_client(server: RedisServer) -> redis.Redis:
 
 
 def test_body_over_the_limit_is_413_and_stores_nothing(settings, queue):
-    client = create_app(replace(settings, max_body_bytes=1000)).test_client()
+    client = create_app(settings.changed(ingest={"max_body_bytes": 1000})).test_client()
     response = post(client, [EVENT] * 10)
     assert response.status_code == 413
     assert "error" in response.get_json()
@@ -231,7 +235,7 @@ def test_preflight_and_cors_headers(client):
 
 
 def test_listed_origins_are_the_only_pages_whose_events_are_stored(settings, queue):
-    client = create_app(replace(settings, allowed_origins=("https://ok.example",))).test_client()
+    client = create_app(settings.changed(ingest={"allowed_origins": ("https://ok.example",)})).test_client()
     ok = post(client, EVENT, headers={"Origin": "https://ok.example"})
     other = post(client, {**EVENT, "sequence_number": 4}, headers={"Origin": "https://evil.example"})
     sandboxed = post(client, {**EVENT, "sequence_number": 5}, headers={"Origin": "null"})
@@ -292,15 +296,16 @@ def test_the_queue_keeps_each_field_byte_for_byte_whatever_it_holds(queue):
         Prepared("7", "2026-11-29", '{"é":"日本"}'.encode()),
         Prepared("x" * 512, "2026-11-30", b"{}"),
     ]
-    queue.ensure_group()
-    queue.put(events, 10**9)
-    [entry] = queue.read("reader", 10, None)
+    consumer = queue.consumer("reader")
+    consumer.ensure_group()
+    queue.producer.put(events, 10**9)
+    [entry] = consumer.read(10, None)
     assert list(entry.events) == events
     assert queue.queued_bytes() == entry.size == sum(len(e.event_id) + len(e.day) + len(e.document) for e in events)
 
 
 def test_backpressure_above_high_water_bytes_is_503_with_retry_after(settings, queue):
-    client = create_app(replace(settings, queue_high_water_bytes=2000)).test_client()
+    client = create_app(settings.changed(queue={"high_water_bytes": 2000})).test_client()
     assert post(client, [EVENT] * 6).status_code == 202  # 0 -> about 2,400 bytes queued
     assert queue.queued_bytes() == sum(len(f[b"events"]) for _, f in queue.client.xrange(queue.stream))
     response = post(client, EVENT)
@@ -321,14 +326,14 @@ def test_metrics_are_refused_to_any_client_behind_the_proxy_and_served_to_loopba
 
 
 def test_the_tracker_is_told_the_servers_limits(settings):
-    client = create_app(replace(settings, max_batch=321, max_body_bytes=65432)).test_client()
+    client = create_app(settings.changed(ingest={"max_batch": 321, "max_body_bytes": 65432})).test_client()
     script = client.get("/logger/logger.js").get_data(as_text=True)
     assert '{"maxBatch": 321, "maxBytes": 65432}' in script
     assert "/*SERVER_LIMITS*/" not in script
 
 
 def test_redis_unreachable_is_503_and_not_ready(settings):
-    closed = replace(settings, redis_url="redis://127.0.0.1:9/0")
+    closed = settings.changed(redis={"url": "redis://127.0.0.1:9/0"})
     client = create_app(closed).test_client()
     response = post(client, EVENT)
     assert response.status_code == 503
@@ -342,7 +347,7 @@ def test_not_ready_while_redis_refuses_writes_at_its_maxmemory_or_unable_to_pers
     own = RedisServer(tmp_path / "redis", options=("--save", "3600 1", "--enable-protected-configs", "yes"))
     own.start()
     redis_client = own_client(own)
-    client = create_app(replace(settings, redis_url=own.url)).test_client()
+    client = create_app(settings.changed(redis={"url": own.url})).test_client()
     try:
         assert client.get("/logger/ready").status_code == 200
         redis_client.config_set("maxmemory", 1)  # far below what it holds
@@ -350,7 +355,7 @@ def test_not_ready_while_redis_refuses_writes_at_its_maxmemory_or_unable_to_pers
         assert refused.status_code == 503
         assert refused.get_json()["error"].startswith("redis refuses writes (OutOfMemoryError)")
         assert post(client, EVENT).status_code == 503
-        assert EventQueue(redis_client, settings.redis_prefix).counters()["rejected:queue_full"] == 1  # counted
+        assert QueueView(redis_client, settings.redis.prefix).counters()["rejected:queue_full"] == 1  # counted
         redis_client.config_set("maxmemory", 0)
         assert client.get("/logger/ready").status_code == 200
         redis_client.config_set("dir", "/proc")  # the next snapshot fails: Redis then refuses writes
@@ -377,7 +382,7 @@ def _saved(redis_client) -> bool:
 def test_ready_follows_redis(tmp_path, settings):
     own = RedisServer(tmp_path / "redis")
     own.start()
-    client = create_app(replace(settings, redis_url=own.url)).test_client()
+    client = create_app(settings.changed(redis={"url": own.url})).test_client()
     try:
         assert client.get("/logger/ready").status_code == 200
         own.stop()
@@ -405,7 +410,7 @@ def test_config_rejects_bad_values():
         Settings.from_env({"UQCROWD_MODE": "fast"})
     with pytest.raises(ConfigError, match="UQCROWD_MAX_BATCH"):
         Settings.from_env({"UQCROWD_MAX_BATCH": "lots"})
-    assert Settings.from_env({"UQCROWD_TRUSTED_PROXIES": "10.0.0.0/8"}).trusted_proxies[0].num_addresses == 2**24
+    assert Settings.from_env({"UQCROWD_TRUSTED_PROXIES": "10.0.0.0/8"}).ingest.trusted_proxies[0].num_addresses == 2**24
 
 
 @pytest.mark.parametrize(
@@ -418,14 +423,14 @@ def test_config_rejects_bad_values():
     ],
 )
 def test_client_ip_is_stored_as_the_privacy_setting_says(settings, queue, mode, peer, stored):
-    client = create_app(replace(settings, client_ip=mode)).test_client()
+    client = create_app(settings.changed(ingest={"client_ip": mode})).test_client()
     assert post(client, EVENT, environ_base={"REMOTE_ADDR": peer}).status_code == 202
     assert queued(queue)[0].get("client_ip") == stored
     assert ("client_ip" in queued(queue)[0]) is (stored is not None)
 
 
 def test_the_experiment_allow_list_refuses_other_experiments_and_wrong_tokens(settings, queue):
-    client = create_app(replace(settings, experiments={"e1": "", "secret-study": "t0ken"})).test_client()
+    client = create_app(settings.changed(ingest={"experiments": {"e1": "", "secret-study": "t0ken"}})).test_client()
     mixed = [EVENT, {**EVENT, "exp_id": "other"}, {**EVENT, "exp_id": "secret-study", "sequence_number": 9}]
     answer = post(client, mixed).get_json()
     assert (answer["accepted"], answer["rejected"]) == (1, 2)

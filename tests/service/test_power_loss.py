@@ -44,7 +44,7 @@ def load(url: str, session: str, stop: threading.Event, accepted: list[int], num
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("appendfsync", ["always", "everysec"])
 def test_every_event_answered_202_survives_a_power_cut(es, es_server, settings, spawn, workdir, appendfsync):
-    base = workdir / f"power-{appendfsync}-{settings.redis_prefix}"
+    base = workdir / f"power-{appendfsync}-{settings.redis.prefix}"
     disk = LazyFS(base / "disk", base / "mnt", base / "lazyfs.out")
     disk.start()
     try:
@@ -72,7 +72,7 @@ def test_every_event_answered_202_survives_a_power_cut(es, es_server, settings, 
         answered = set(accepted)
         server.start()  # on what reached the disk
         spawn(ours, "indexer")
-        wait_until(lambda: server_queue_empty(server, settings.redis_prefix), 120, "queue drained", interval=0.5)
+        wait_until(lambda: server_queue_empty(server, settings.redis.prefix), 120, "queue drained", interval=0.5)
         stored = {doc["sequence_number"] for doc in all_documents(es, settings)}
         lost = len(answered - stored)
         server.stop()

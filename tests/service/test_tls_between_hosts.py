@@ -6,7 +6,6 @@ another host: HTTPS only (UQCROWD_TLS_CERT, UQCROWD_TLS_KEY)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from harness.certificates import make_ca_and_server
 from harness.services import TlsRedisServer
 from tests.service.conftest import env_of
 from uqcrowd_log.config import Settings
-from uqcrowd_log.redis_queue import connect
+from uqcrowd_log.queue.connection import connect
 from uqcrowd_log.web import create_app
 
 
@@ -41,14 +40,14 @@ def by_name(server: TlsRedisServer) -> str:
 
 def test_with_the_ca_events_are_queued_over_tls(tls_redis, certificates):
     url = by_name(tls_redis)
-    settings = replace(Settings.from_env({}), redis_url=url, redis_ca_file=str(certificates["ca"]))
+    settings = Settings.from_env({}).changed(redis={"url": url, "ca_file": str(certificates["ca"])})
     answer = create_app(settings).test_client().post("/logger/insert", json={"log_type": "message", "session_id": "t"})
     assert answer.status_code == 202, answer.get_data(as_text=True)
-    assert connect(url, str(certificates["ca"])).xlen(f"{settings.redis_prefix}:events") == 1
+    assert connect(url, str(certificates["ca"])).xlen(f"{settings.redis.prefix}:events") == 1
 
 
 def test_a_redis_whose_certificate_does_not_verify_gets_no_event(tls_redis):
-    settings = replace(Settings.from_env({}), redis_url=by_name(tls_redis))  # the system's CAs only
+    settings = Settings.from_env({}).changed(redis={"url": by_name(tls_redis)})  # the system's CAs only
     answer = create_app(settings).test_client().post("/logger/insert", json={"log_type": "message", "session_id": "t"})
     assert answer.status_code == 503
     with pytest.raises(redis.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):

@@ -267,11 +267,12 @@ def test_failures_are_one_line_and_exit_non_zero(es_server, study):
 
 def test_dead_letters_are_listed_with_their_reason_and_replayed(settings, queue):
     event = prepared({"session_id": "dl", "sequence_number": 1, "log_type": "message", "server_time": "x"})
-    queue.put([event], 10**9)
-    queue.ensure_group()
-    [entry] = queue.read("cli-test", 10, None)
-    queue.settle([entry], [(event, "400 document_parsing_exception: server_time")])
-    env = {"UQCROWD_REDIS_URL": settings.redis_url, "UQCROWD_REDIS_PREFIX": settings.redis_prefix}
+    queue.producer.put([event], 10**9)
+    consumer = queue.consumer("cli-test")
+    consumer.ensure_group()
+    [entry] = consumer.read(10, None)
+    consumer.settle([entry], [(event, "400 document_parsing_exception: server_time")])
+    env = {"UQCROWD_REDIS_URL": settings.redis.url, "UQCROWD_REDIS_PREFIX": settings.redis.prefix}
     listed = CliRunner().invoke(main, ["dead-letters", "list"], env=env)
     assert listed.exit_code == 0, listed.output
     [record] = [json.loads(line) for line in listed.stdout.splitlines()]

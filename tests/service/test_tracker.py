@@ -45,7 +45,7 @@ def test_page_with_tracker_records_start_click_and_end_of_session(es, es_server,
     browser.find_element(By.ID, "answer").click()
     browser.get("about:blank")  # pagehide: End Session goes out with sendBeacon
 
-    index = f"{settings.index_prefix}-*"
+    index = f"{settings.es.index_prefix}-*"
     wait_until(lambda: count(es, settings) >= 4, 30, "tracker events", interval=0.5)
     wait_until(lambda: _kinds(es, index) >= {"Start Session", "click", "End Session"}, 15, "end of session")
     hits = es.search(index=index, size=100, query={"term": {"session_id": session_id}})["hits"]["hits"]
@@ -127,7 +127,7 @@ def edge(es, es_server, settings, spawn, task_page, browser, workdir):
 
 
 def documents(es, settings, session: str | None = None) -> list[dict]:
-    index = f"{settings.index_prefix}-*"
+    index = f"{settings.es.index_prefix}-*"
     es.indices.refresh(index=index, allow_no_indices=True, ignore_unavailable=True)
     query = {"term": {"session_id": session}} if session else {"match_all": {}}
     hits = es.search(index=index, size=10_000, query=query, allow_no_indices=True, ignore_unavailable=True)

@@ -104,17 +104,19 @@ def test_the_withdrawal_empties_the_side_lists_and_replay_and_import_bring_nothi
     exported = tmp_path / "before.ndjson"
     assert cli(settings, es_server, audit, "export", "-o", str(exported)).exit_code == 0
     # W's and another worker's events set aside: refused by Elasticsearch (dead letters), or at the door.
-    queue.dead_letter([(_prepared(of(W, 50)), "400 refused"), (_prepared(of("B2OTHER", 50)), "400 refused")])
+    queue.side_lists.dead_letter([(_prepared(of(W, 50)), "400 refused"), (_prepared(of("B2OTHER", 50)), "400 refused")])
     raw = {"worker_id": W, "log_type": 7}
-    queue.quarantine(
+    queue.producer.quarantine(
         [Invalid(0, "bad_field", "log_type", orjson.dumps(raw)), Invalid(1, "not_json", "x", b'{"a":1')], "t", None
     )
-    queue.quarantine([Invalid(0, "not_json", "truncated", f'{{"worker_id": "{W}", "log_ty'.encode())], "t", None)
+    queue.producer.quarantine(
+        [Invalid(0, "not_json", "truncated", f'{{"worker_id": "{W}", "log_ty'.encode())], "t", None
+    )
     done = cli(settings, es_server, audit, "withdraw", "--worker-id", W)
     assert done.exit_code == 0, done.output
     assert "removed 10 documents of worker A1WITHDRAWN0W (0 remain), 1 dead letters and 2 quarantined" in done.output
-    assert [json.loads(r["document"])["worker_id"] for r in queue.dead_letter_records()] == ["B2OTHER"]
-    assert [r["event"] for r in queue.quarantine_records()] == ['{"a":1']
+    assert [json.loads(r["document"])["worker_id"] for r in queue.side_lists.dead_letter_records()] == ["B2OTHER"]
+    assert [r["event"] for r in queue.side_lists.quarantine_records()] == ['{"a":1']
     started, finished = [json.loads(line) for line in audit.read_text().splitlines()]
     assert (started["event"], started["planned"]) == ("withdrawal started", 10)
     assert (finished["deleted"], finished["dead_letters"], finished["quarantine"]) == (10, 1, 2)

@@ -7,8 +7,8 @@ import pytest
 
 from uqcrowd_log.elastic import BulkOutcome
 from uqcrowd_log.events import Prepared
-from uqcrowd_log.indexer import settled, within
-from uqcrowd_log.redis_queue import Entry, pack, unpack
+from uqcrowd_log.indexer import fitting, split_by_answer
+from uqcrowd_log.queue.entries import Entry, pack, unpack
 
 
 def entry(n: int, *sizes: int) -> Entry:
@@ -18,18 +18,18 @@ def entry(n: int, *sizes: int) -> Entry:
 
 
 def test_a_batch_stops_before_the_byte_cap():
-    assert len(within([entry(0, 40), entry(1, 40), entry(2, 40)], 100, 100)) == 2
-    assert len(within([entry(0, 40), entry(1, 40), entry(2, 20)], 100, 100)) == 3
+    assert len(fitting([entry(0, 40), entry(1, 40), entry(2, 40)], 100, 100)) == 2
+    assert len(fitting([entry(0, 40), entry(1, 40), entry(2, 20)], 100, 100)) == 3
 
 
 def test_a_batch_stops_before_the_event_cap_counting_each_entrys_events():
-    assert len(within([entry(0, 1, 1, 1), entry(1, 1, 1), entry(2, 1)], 5, 10**6)) == 2
-    assert len(within([entry(0, 1, 1, 1), entry(1, 1, 1)], 6, 10**6)) == 2
+    assert len(fitting([entry(0, 1, 1, 1), entry(1, 1, 1), entry(2, 1)], 5, 10**6)) == 2
+    assert len(fitting([entry(0, 1, 1, 1), entry(1, 1, 1)], 6, 10**6)) == 2
 
 
 def test_one_entry_over_a_cap_still_goes_alone():
-    assert len(within([entry(0, 500), entry(1, 10)], 100, 100)) == 1
-    assert len(within([entry(0, 1, 1, 1), entry(1, 1)], 2, 10**6)) == 1
+    assert len(fitting([entry(0, 500), entry(1, 10)], 100, 100)) == 1
+    assert len(fitting([entry(0, 1, 1, 1), entry(1, 1)], 2, 10**6)) == 1
 
 
 def test_each_field_comes_back_byte_for_byte_whatever_it_holds():
@@ -55,7 +55,7 @@ def test_an_entry_is_settled_only_when_elasticsearch_answered_for_all_its_events
         retry=[(2, 0)],
         faults=[((3, 1), "403 security_exception")],
     )
-    done, rejected, kept = settled(held, outcome)
+    done, rejected, kept = split_by_answer(held, outcome)
     assert done == held[:2]
     assert rejected == [(held[0].events[1], "400 bad"), (held[1].events[1], "400 bad too")]
     assert kept == held[2:]
@@ -63,5 +63,5 @@ def test_an_entry_is_settled_only_when_elasticsearch_answered_for_all_its_events
 
 def test_a_refused_event_of_an_entry_kept_for_a_retry_is_not_dead_lettered_yet():
     held = [entry(0, 1, 1)]
-    done, rejected, kept = settled(held, BulkOutcome(rejected=[((0, 0), "400 bad")], retry=[(0, 1)]))
+    done, rejected, kept = split_by_answer(held, BulkOutcome(rejected=[((0, 0), "400 bad")], retry=[(0, 1)]))
     assert (done, rejected, kept) == ([], [], held)

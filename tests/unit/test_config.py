@@ -14,15 +14,15 @@ def test_a_certificate_without_its_key_or_a_key_without_its_certificate_is_refus
 
 
 def test_https_is_off_unless_both_are_given():
-    assert (Settings.from_env({}).tls_cert_file, Settings.from_env({}).tls_key_file) == ("", "")
+    assert (Settings.from_env({}).server.tls_cert_file, Settings.from_env({}).server.tls_key_file) == ("", "")
     both = Settings.from_env({"UQCROWD_TLS_CERT": "/c.pem", "UQCROWD_TLS_KEY": "/k.pem"})
-    assert (both.tls_cert_file, both.tls_key_file) == ("/c.pem", "/k.pem")
+    assert (both.server.tls_cert_file, both.server.tls_key_file) == ("/c.pem", "/k.pem")
 
 
 def test_seen_groups_name_their_experiments():
-    groups = Settings.from_env({"UQCROWD_SEEN_GROUPS": "study-a=a1|a2, study-b=b1"}).seen_groups
+    groups = Settings.from_env({"UQCROWD_SEEN_GROUPS": "study-a=a1|a2, study-b=b1"}).dashboard.seen_groups
     assert groups == {"study-a": ("a1", "a2"), "study-b": ("b1",)}
-    assert Settings.from_env({}).seen_groups == {}
+    assert Settings.from_env({}).dashboard.seen_groups == {}
 
 
 @pytest.mark.parametrize("raw", ["study-a", "study-a=", "=a1", "study-a=|"])
@@ -46,3 +46,16 @@ def test_the_command_lines_users_are_read_with_the_rest():
     assert "r-secret" not in repr(toolkit)
     defaults = Settings.from_env({}).toolkit
     assert (defaults.users, defaults.audit_log) == ({}, "/var/log/uqcrowd-log/withdrawals.log")
+
+
+def test_settings_change_by_group_and_refuse_a_name_no_group_has():
+    settings = Settings.from_env({"UQCROWD_REDIS_PREFIX": "study"})
+    changed = settings.changed(redis={"url": "redis://elsewhere:6379/0"}, queue={"quarantine_max": 3})
+    assert (changed.redis.url, changed.redis.prefix, changed.queue.quarantine_max) == (
+        "redis://elsewhere:6379/0",
+        "study",
+        3,
+    )
+    assert settings.redis.url == "redis://127.0.0.1:6379/0"  # the original is untouched
+    with pytest.raises(TypeError):
+        settings.changed(redis={"max_batch": 3})

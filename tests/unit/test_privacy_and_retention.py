@@ -27,7 +27,7 @@ def test_recorded_ip(address, mode, kept):
     assert recorded_ip(address, mode) == kept
 
 
-LOOPBACK = Settings.from_env({"UQCROWD_REDIS_URL": "redis://r", "UQCROWD_ES_URL": "http://e"}).trusted_proxies
+LOOPBACK = Settings.from_env({"UQCROWD_REDIS_URL": "redis://r", "UQCROWD_ES_URL": "http://e"}).ingest.trusted_proxies
 
 
 @pytest.mark.parametrize(
@@ -46,8 +46,8 @@ def test_client_ip_walks_only_trusted_hops_and_keeps_addresses_only(peer, forwar
 
 def test_settings_read_the_privacy_variables():
     settings = Settings.from_env({"UQCROWD_CLIENT_IP": "truncated", "UQCROWD_EXPERIMENTS": "a, b=tok ,,"})
-    assert settings.client_ip == "truncated"
-    assert dict(settings.experiments) == {"a": "", "b": "tok"}
+    assert settings.ingest.client_ip == "truncated"
+    assert dict(settings.ingest.experiments) == {"a": "", "b": "tok"}
     with pytest.raises(ConfigError, match="UQCROWD_CLIENT_IP"):
         Settings.from_env({"UQCROWD_CLIENT_IP": "hashed"})
 
@@ -78,8 +78,8 @@ def test_an_origin_is_taken_only_when_listed_exactly_or_any_is(origin, allowed, 
 
 def test_the_side_lists_bounds_default_to_an_eighth_of_the_high_water_mark_each():
     settings = Settings.from_env({"UQCROWD_QUEUE_HIGH_WATER_BYTES": "8000000"})
-    assert (settings.quarantine_max_bytes, settings.dead_letter_max_bytes) == (1_000_000, 1_000_000)
+    assert (settings.queue.quarantine_max_bytes, settings.queue.dead_letter_max_bytes) == (1_000_000, 1_000_000)
     own = Settings.from_env({"UQCROWD_QUARANTINE_MAX_BYTES": "5", "UQCROWD_DEAD_LETTER_MAX_BYTES": "7"})
-    assert (own.quarantine_max_bytes, own.dead_letter_max_bytes) == (5, 7)
+    assert (own.queue.quarantine_max_bytes, own.queue.dead_letter_max_bytes) == (5, 7)
     with pytest.raises(ConfigError, match="UQCROWD_QUARANTINE_MAX_BYTES"):
         Settings.from_env({"UQCROWD_QUARANTINE_MAX_BYTES": "0"})

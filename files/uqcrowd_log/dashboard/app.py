@@ -117,10 +117,10 @@ def experiment(exp_id: str) -> str:
 def health() -> str:
     settings = _context().settings
     state = read_health(
-        settings.dashboard_metrics_url,
-        settings.dashboard_metrics_ca_file,
-        Path(settings.dashboard_monitor_state_dir),
-        settings.dashboard_backends,
+        settings.dashboard.metrics_url,
+        settings.dashboard.metrics_ca_file,
+        Path(settings.dashboard.monitor_state_dir),
+        settings.dashboard.backends,
     )
     return render_template("health.html", health=state, shown=SHOWN)
 
@@ -221,9 +221,9 @@ def create_dashboard(
     app = Flask(__name__, static_folder=None)
     app.extensions["dashboard"] = Context(
         client=client or elastic.connect(settings),
-        index=elastic.index_name(settings.index_prefix, "*"),
+        index=elastic.index_name(settings.es.index_prefix, "*"),
         users=dict(users),
-        idle=timedelta(seconds=settings.dashboard_idle_seconds),
+        idle=timedelta(seconds=settings.dashboard.idle_seconds),
         settings=settings,
         live_seconds=live_seconds,
     )
@@ -239,4 +239,4 @@ def create_dashboard(
 def dashboard_from_env() -> Flask:
     """The dashboard of UQCROWD_* settings, for the users of UQCROWD_DASHBOARD_USERS_FILE."""
     settings = Settings.from_env()
-    return create_dashboard(settings, read_users(Path(settings.dashboard_users_file)))
+    return create_dashboard(settings, read_users(Path(settings.dashboard.users_file)))

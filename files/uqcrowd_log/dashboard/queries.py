@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from elasticsearch import Elasticsearch
 
-from ..completeness import END_SESSION, SessionReport, session_reports, settle
+from ..completeness import END_SESSION, SessionReport, count_gaps, session_reports
 from ..stored_events.selection import Selection, stream
 from ..stored_events.sessions import read_reports
 
@@ -169,7 +169,7 @@ def _report(bucket: dict[str, Any]) -> SessionReport:
         report.declared = max(declared + ([-1] if counted < ends["doc_count"] else []))  # -1: no count said
     sequenced = bucket["sequenced"]
     highest = sequenced["highest"]["value"]
-    settle(
+    count_gaps(
         report,
         distinct=sequenced["distinct"]["value"],
         highest=int(highest) if highest is not None else -1,

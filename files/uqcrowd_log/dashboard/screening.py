@@ -16,14 +16,16 @@ def _answer(body: dict[str, object], status: int = 200) -> Response:
     """JSON with CORS for the task pages' origins (Cache-Control: no-store, as every dashboard answer)."""
     response = jsonify(body)
     response.status_code = status
-    allow_origin(response, request.headers.get("Origin"), current_app.extensions["dashboard"].settings.allowed_origins)
+    allow_origin(
+        response, request.headers.get("Origin"), current_app.extensions["dashboard"].settings.ingest.allowed_origins
+    )
     return response
 
 
 @screening.get("/seen")
 def seen() -> Response:
     context = current_app.extensions["dashboard"]
-    experiments = context.settings.seen_groups.get(request.args.get("group", ""))
+    experiments = context.settings.dashboard.seen_groups.get(request.args.get("group", ""))
     if experiments is None:
         return _answer({"error": "no such group"}, 404)
     worker_id = request.args.get("worker_id", "")

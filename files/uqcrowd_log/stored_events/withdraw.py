@@ -16,7 +16,9 @@ from pathlib import Path
 import orjson
 from elasticsearch import Elasticsearch
 
-from ..redis_queue import EventQueue
+from ..queue.consumer import wait_for_delivered
+from ..queue.side_lists import SideLists
+from ..withdrawn import Register
 from .selection import delete_matching
 
 # How long a withdrawal waits for the events an indexer read before the register had the worker (on
@@ -57,7 +59,9 @@ def plan(client: Elasticsearch, indices: str, worker_id: str) -> Withdrawal:
     return Withdrawal(worker_id, {b["key"]: int(b["doc_count"]) for b in buckets})
 
 
-def withdraw(client: Elasticsearch, queue: EventQueue, indices: str, worker_id: str, audit_log: Path) -> Withdrawal:
+def withdraw(
+    client: Elasticsearch, register: Register, side_lists: SideLists, indices: str, worker_id: str, audit_log: Path
+) -> Withdrawal:
     """Audit, register, purge the side lists, delete, verify none remain, audit again; raises
     AuditUnwritable (nothing changed) when the audit log cannot be written, NotAllRemoved when
     documents remain."""
@@ -70,9 +74,9 @@ def withdraw(client: Elasticsearch, queue: EventQueue, indices: str, worker_id: 
         "by": getpass.getuser(),
     }
     _audit(audit_log, {"event": "withdrawal started", **line})
-    queue.withdrawn.add(worker_id)  # from now on, nothing of the worker's is stored
-    before.set_aside = queue.purge_worker(worker_id)
-    queue.wait_for_delivered(IN_FLIGHT_SECONDS)
+    register.add(worker_id)  # from now on, nothing of the worker's is stored
+    before.set_aside = side_lists.purge_worker(worker_id)
+    wait_for_delivered(side_lists.client, side_lists.keys, IN_FLIGHT_SECONDS)
     if before.total:
         delete_matching(client, indices, {"term": {"worker_id": worker_id}})
     left = plan(client, indices, worker_id)
@@ -84,12 +88,12 @@ def withdraw(client: Elasticsearch, queue: EventQueue, indices: str, worker_id: 
     return before
 
 
-def undo(queue: EventQueue, worker_id: str, audit_log: Path) -> bool:
+def undo(register: Register, worker_id: str, audit_log: Path) -> bool:
     """Take a worker out of the register (a withdrawal made by mistake): their new events are stored
     again; nothing deleted comes back. Audited first. False if the worker was not in it."""
     at = datetime.now(UTC).isoformat(timespec="seconds")
     _audit(audit_log, {"event": "withdrawal undone", "at": at, "worker_id": worker_id, "by": getpass.getuser()})
-    return queue.withdrawn.remove(worker_id)
+    return register.remove(worker_id)
 
 
 def _audit(audit_log: Path, line: dict[str, object]) -> None:

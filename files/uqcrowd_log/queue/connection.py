@@ -1,0 +1,13 @@
+"""A Redis client for the queue's parts, from its URL and CA."""
+
+from __future__ import annotations
+
+import redis
+
+
+def connect(url: str, ca_file: str = "") -> redis.Redis:
+    """A client of Redis at `url`; a rediss:// one verifies the server's certificate (with `ca_file` if
+    given, else the system's CAs) and its name."""
+    verify = {"ssl_ca_certs": ca_file or None, "ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    tls = verify if url.startswith("rediss://") else {}
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30, **tls)

@@ -1,0 +1,78 @@
+"""The backends' side of the queue: append a request's events, keep refused ones aside, count, and
+say whether Redis takes writes."""
+
+from __future__ import annotations
+
+import redis
+
+from ..config import Settings
+from ..events import Invalid, Prepared
+from . import records, scripts
+from .connection import connect
+from .entries import pack
+from .keys import Keys
+from .side_lists import SideLimits
+
+
+class QueueFull(Exception):
+    """The queued events exceed the high-water mark (or Redis its maxmemory): retry later."""
+
+
+class Producer:
+    def __init__(self, client: redis.Redis, keys: Keys, quarantine_limits: SideLimits) -> None:
+        self.client = client
+        self.keys = keys
+        self.quarantine_limits = quarantine_limits
+        self._enqueue = scripts.load(client, "enqueue")
+        self._quarantine = scripts.load(client, "quarantine")
+        self._count = scripts.load(client, "count")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> Producer:
+        client = client or connect(settings.redis.url, settings.redis.ca_file)
+        return cls(client, Keys.of(settings.redis.prefix), SideLimits.quarantine(settings))
+
+    def put(self, events: list[Prepared], high_water_bytes: int) -> int:
+        """Append all events, as one entry, or none; returns the queued bytes after it."""
+        lengths, data = pack(events)
+        k = self.keys
+        keys = [k.stream, k.queued_bytes, k.queued_events, k.stats, k.quarantine_bytes, k.dead_letter_bytes]
+        try:
+            queued = int(self._enqueue(keys=keys, args=[high_water_bytes, lengths, data, len(events)]))
+        except redis.exceptions.OutOfMemoryError:
+            raise QueueFull("redis is at its maxmemory") from None
+        if queued < 0:
+            raise QueueFull(f"queued and set-aside events exceed {high_water_bytes} bytes")
+        return queued
+
+    def quarantine(self, invalid: list[Invalid], received: str, client_ip: str | None) -> None:
+        """Keep events refused at the door, with their reason, and count them by reason."""
+        kept = [records.quarantined(bad, received, client_ip) for bad in invalid]
+        k, limits = self.keys, self.quarantine_limits
+        with self.client.pipeline(transaction=False) as pipe:
+            self._quarantine(
+                keys=[k.quarantine, k.quarantine_bytes, k.stats],
+                args=[limits.records, limits.bytes, *kept],
+                client=pipe,
+            )
+            for bad in invalid:
+                pipe.hincrby(k.stats, f"rejected:{bad.reason}", 1)
+            pipe.execute()
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add to one of the counters (works at maxmemory; not while Redis cannot persist: MISCONF)."""
+        self._count(keys=[self.keys.stats], args=[name, amount])
+
+    def unwritable(self) -> str:
+        """Why Redis would refuse an insert now ("" when it takes one): unreachable, at its maxmemory
+        (OOM), or unable to persist (MISCONF). A PING answers in all three; a write does not."""
+        try:
+            self.client.set(self.keys.probe, b"1")
+        except redis.RedisError as exc:
+            return refusal(exc)
+        return ""
+
+
+def refusal(exc: BaseException) -> str:
+    """A Redis error refusing a write, in one line."""
+    return f"redis refuses writes ({type(exc).__name__}): {str(exc).splitlines()[0][:200]}"
