@@ -14,7 +14,6 @@ import base64
 import fcntl
 import json
 import os
-import re
 import shutil
 import socket
 import ssl
@@ -25,6 +24,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 CONFIG = Path(os.environ.get("UQCROWD_MONITOR_CONFIG", "/etc/uqcrowd-monitor/monitor.json"))
 Result = tuple[bool, str]  # (healthy, what was seen)
@@ -47,17 +49,23 @@ def request(
         return 0, str(getattr(exc, "reason", exc))  # status 0: nothing answered
 
 
+def samples(text: str) -> list[Sample]:
+    """Every sample of a Prometheus exposition, read by Prometheus's own parser (the dashboard's too)."""
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
 def metrics(config: dict) -> Callable[..., float]:
-    """The service's metrics, read once: a function giving one sample (name with its labels, if any),
-    or `default` when absent."""
+    """The service's metrics, read once: a function giving one sample (by name, and labels if any), or
+    `default` when absent."""
     status, text = request(config["metrics_url"], cafile=config.get("metrics_ca_file", ""))
     if status != 200:
         raise ValueError(f"{config['metrics_url']} answered {status or 'nothing'}")
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in samples(text)}
 
-    def sample(name: str, default: float | None = None) -> float:
-        found = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.M)
-        if found:
-            return float(found.group(1))
+    def sample(name: str, default: float | None = None, **labels: str) -> float:
+        found = values.get((name, tuple(sorted(labels.items()))))
+        if found is not None:
+            return found
         if default is not None:
             return default
         raise ValueError(f"{name} missing from {config['metrics_url']}")
@@ -117,8 +125,7 @@ def check_queue(config: dict, state: dict) -> Result:
     if metric("uqcrowd_redis_up", 0.0) == 0:
         return True, DEFERRED
     refused = sum(
-        metric(f'uqcrowd_requests_rejected_total{{reason="{reason}"}}', 0.0)
-        for reason in ("queue_full", "store_unavailable")
+        metric("uqcrowd_requests_rejected_total", 0.0, reason=reason) for reason in ("queue_full", "store_unavailable")
     )
     before = state.get("refused_503", refused)
     state["refused_503"] = refused  # those of Redis's own incident too: not counted again once it is over
@@ -154,9 +161,9 @@ def check_indexer(config: dict, state: dict) -> Result:
     active = subprocess.run(["systemctl", "is-active", config["indexer_unit"]], capture_output=True, text=True)
     seen = f"{config['indexer_unit']} is {active.stdout.strip() or 'unknown'}"
     status, text = request(config["metrics_url"], cafile=config.get("metrics_ca_file", ""))
-    fault = re.search(r'^uqcrowd_indexer_fault\{consumer="([^"]*)",what="((?:[^"\\]|\\.)*)"\} 1', text, re.M)
-    if status == 200 and fault:
-        return False, f"{seen}, but paused on {fault.group(1)}: {fault.group(2)}"
+    faults = [s.labels for s in samples(text) if s.name == "uqcrowd_indexer_fault" and s.value] if status == 200 else []
+    if faults:
+        return False, f"{seen}, but paused on {faults[0].get('consumer', '?')}: {faults[0].get('what', '?')}"
     return active.returncode == 0, seen
 
 
