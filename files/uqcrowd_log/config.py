@@ -188,7 +188,7 @@ class IngestSettings:
 
     mode: Mode = "queue"
     max_batch: int = 500
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = 128 * 1024  # twice the tracker's largest request (60 KiB)
     max_depth: int = 20
     metrics_allowed: tuple[Network, ...] = ()
     client_ip: IpMode = "full"

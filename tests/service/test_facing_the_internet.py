@@ -102,7 +102,7 @@ def slow_bodies(port: int, count: int, results: list[tuple[str, float]]) -> None
     def one() -> None:
         started = time.monotonic()
         sock = socket.create_connection(("127.0.0.1", port), 10, (ABUSER, 0))
-        head = b"POST /logger/insert HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 200000\r\n\r\n"
+        head = b"POST /logger/insert HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n"
         sock.sendall(head + b"[" + b" " * 20_000)
         sock.settimeout(2)
         outcome = "no answer"
@@ -152,7 +152,7 @@ def test_slow_bodies_take_no_backend_and_are_cut_while_another_client_is_served(
     assert max(held) < 20  # timeout http-request 10 s, measured from the connection
     assert requests.get(f"{edge['backend'].url}/logger/metrics", timeout=5).status_code == 200
     internet_row(
-        "96 slow bodies (20 kB of 200 kB, then a byte every 2 s); the other client an event every 0.5 s",
+        "96 slow bodies (20 kB of 100 kB, then a byte every 2 s); the other client an event every 0.5 s",
         sent=96,
         refused="56 (429 at once), 40 (408)",
         accepted="20 of 20",

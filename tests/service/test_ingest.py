@@ -56,7 +56,13 @@ def test_one_event_is_queued_with_server_fields(client, queue, content_type):
     assert len(doc["event_id"]) == 40
 
 
-def test_a_batch_of_500_is_500_queued_events(client, queue):
+# A batch at the event limit (500 of these events: about 130 kB) is over the default body limit (128 KiB,
+# twice the tracker's largest request): these tests raise the body limit to test the batch limit.
+WIDE = {"max_body_bytes": 1024 * 1024}
+
+
+def test_a_batch_of_500_is_500_queued_events(settings, queue):
+    client = create_app(settings.changed(ingest=WIDE)).test_client()
     batch = [{**EVENT, "sequence_number": n} for n in range(500)]
     response = post(client, batch)
     assert (response.status_code, response.get_json()) == (202, {"accepted": 500, "rejected": 0})
@@ -88,7 +94,8 @@ BAD_BODIES = {
 
 
 @pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
-def test_bad_input_is_400_and_queues_nothing(client, queue, body):
+def test_bad_input_is_400_and_queues_nothing(settings, queue, body):
+    client = create_app(settings.changed(ingest=WIDE)).test_client()  # 501 events: over the batch limit only
     before = queue.depth()
     response = post(client, body)
     assert response.status_code == 400
@@ -99,7 +106,8 @@ def test_bad_input_is_400_and_queues_nothing(client, queue, body):
     assert any(k.startswith("rejected:") for k in queue.counters())
 
 
-def test_one_bad_event_costs_only_itself_and_is_quarantined_with_its_reason(client, queue):
+def test_one_bad_event_costs_only_itself_and_is_quarantined_with_its_reason(settings, queue):
+    client = create_app(settings.changed(ingest=WIDE)).test_client()
     batch = [{**EVENT, "sequence_number": n} for n in range(500)]
     batch[137] = {**EVENT, "event_id": 42}
     response = post(client, batch, environ_base={"REMOTE_ADDR": "203.0.113.9"})

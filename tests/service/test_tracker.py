@@ -9,6 +9,7 @@ import contextlib
 import re
 import time
 
+import orjson
 import pytest
 import requests
 from click.testing import CliRunner
@@ -96,6 +97,7 @@ var exp_id_preDefined = "edge";
 <input id="name" type="text">
 <input id="secret" type="password">
 <div data-uqcrowd-mask><textarea id="essay"></textarea></div>
+<textarea id="summary"></textarea>
 <a id="next" href="{next}">next</a>
 </body></html>
 """
@@ -262,6 +264,15 @@ def test_a_burst_of_200_events_of_1_kb_goes_in_requests_of_at_most_60_kib(edge):
     row("burst of 200 events of 1 kB", [report], len(sizes), f"largest request {max(sizes):,} bytes (limit 61,440)")
 
 
+def typing_of(docs: list[dict]) -> dict[str, list[dict]]:
+    """The typing events of each field (by its id), in order."""
+    bursts: dict[str, list[dict]] = {}
+    for doc in sorted(docs, key=lambda d: d["sequence_number"]):
+        if doc["content"].get("keyboard_event") == "typing":
+            bursts.setdefault(doc["content"]["details"]["id"], []).append(doc["content"]["details"])
+    return bursts
+
+
 def test_passwords_are_never_recorded_and_masked_fields_only_by_length(edge):
     browser = edge["browser"]
     session = open_task(edge)
@@ -270,15 +281,59 @@ def test_passwords_are_never_recorded_and_masked_fields_only_by_length(edge):
     browser.find_element(By.ID, "essay").send_keys("private words")
     leave(edge)
     [report] = wait_complete(edge, [session], 60)
-    inputs = {}
-    for doc in documents(edge["es"], edge["settings"], session):
-        if doc["content"].get("keyboard_event") == "input":
-            inputs.setdefault(doc["content"]["details"]["id"], []).append(doc["content"]["details"])
-    assert inputs["name"][-1]["value"] == "Ada"
-    assert all("value" not in d and "value_length" not in d and d["masked"] == "password" for d in inputs["secret"])
-    assert all("value" not in d and d["masked"] == "length" for d in inputs["essay"])
-    assert inputs["essay"][-1]["value_length"] == len("private words")
+    docs = documents(edge["es"], edge["settings"], session)
+    bursts = typing_of(docs)
+    assert bursts["name"][-1]["value"] == "Ada"
+    assert [edit[2] for burst in bursts["name"] for edit in burst["edits"]] == ["A", "d", "a"]
+    assert "secret" not in bursts  # no edit, no length, no value
+    secret = [d["content"]["details"] for d in docs if d["content"].get("details", {}).get("id") == "secret"]
+    assert secret  # its focus, blur and change: the field named, nothing of what it holds
+    assert not [d for d in secret if {"value", "value_length", "edits", "typed_chars"} & set(d)]
+    essay = bursts["essay"]
+    assert all("value" not in d and d["masked"] == "length" for d in essay if "boundary" in d)
+    assert [edit[2] for burst in essay for edit in burst["edits"]] == [1] * len("private words")  # lengths only
+    assert essay[-1]["value_length"] == len("private words")
+    assert "private" not in str(docs)
     assert report.complete
+
+
+def test_typing_costs_bytes_per_character_and_the_last_text_is_kept(edge):
+    """2,000 characters typed into a textarea, then the field left: one event per burst of edits (not
+    per key), the keystrokes' timing and text kept, the field's whole value at the boundary."""
+    browser = edge["browser"]
+    session = open_task(edge)
+    text = ("The quick brown fox jumps over the lazy dog. " * 50)[:2000]
+    field = browser.find_element(By.ID, "summary")
+    for start in range(0, len(text), 200):  # as a worker types: in bursts
+        field.send_keys(text[start : start + 200])
+    browser.find_element(By.ID, "next").click()  # the field blurred, the page left
+    [report] = wait_complete(edge, [session], 60)
+    docs = documents(edge["es"], edge["settings"], session)
+    bursts = typing_of(docs)["summary"]
+    assert sum(b["typed_chars"] for b in bursts) == len(text)
+    assert "".join(edit[2] for b in bursts for edit in b["edits"]) == text
+    for burst in bursts:  # each edit's time since the burst's first, in order
+        times = [edit[0] for edit in burst["edits"]]
+        assert times == sorted(times)
+    assert bursts[-1]["value"] == text
+    assert bursts[-1]["boundary"] in ("blur", "hidden")
+    typing_docs = [d for d in docs if d["content"].get("keyboard_event") == "typing"]
+    stored = sum(len(orjson.dumps(d)) for d in typing_docs)
+    assert stored / len(text) <= 150, f"{stored / len(text):.0f} bytes per character typed"
+    assert report.complete
+    record(
+        "typing 2,000 characters into a textarea, then leaving the page",
+        {
+            "sent": len(typing_docs),
+            "failed": "",
+            "accepted": report.stored,
+            "lost": report.missing,
+            "duplicated": report.duplicates,
+        },
+        f"{len(typing_docs)} typing events, {stored:,} bytes stored: {stored / len(text):.0f} bytes per character "
+        "(one event per key with the whole value: about 1,530); the last text kept",
+        table="browser",
+    )
 
 
 def test_a_malformed_escape_in_the_url_does_not_stop_the_tracker(edge):

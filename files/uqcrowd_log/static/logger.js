@@ -11,7 +11,13 @@
  * are retried with backoff; the server answers per event, and an event it refuses is dropped
  * alone. The server keeps one document per event however often it is sent.
  *
- * Privacy: password fields are never recorded (no value, no length). Set
+ * Typing: the edits of a field are sent as one "typing" event per burst, not one event per key:
+ * each edit's time (ms since the burst's first), its inputType and what it inserted. A burst ends
+ * after 2 s without an edit or at 50 edits. The field's whole value is recorded only at an edit
+ * boundary (a pause, a paste, the field's blur, the page hidden or left), so the last text of every
+ * field is stored, and typing costs bytes, not the field's length at every key.
+ *
+ * Privacy: password fields are never recorded (no value, no length, no edits). Set
  * `window.uqcrowd_mask_values = true` before this script to record only the length of what is
  * typed, pasted or chosen anywhere on the page, or put `data-uqcrowd-mask` on a field (or on an
  * element around fields) to do so for those fields only.
@@ -23,7 +29,7 @@
 
   var SERVER = /*SERVER_LIMITS*/null;   // filled in by the server that serves this script
   var MAX_BATCH = SERVER ? SERVER.maxBatch : 500;
-  var MAX_BODY = SERVER ? SERVER.maxBytes : 1048576;
+  var MAX_BODY = SERVER ? SERVER.maxBytes : 131072;
   var REQUEST_BYTES = Math.min(60 * 1024, MAX_BODY); // keepalive fetch and sendBeacon refuse 64 KiB
   var FLUSH_EVENTS = 20;
   var FLUSH_MS = 2000;
@@ -31,6 +37,8 @@
   var MAX_BACKOFF_MS = 30000;
   var STORED_DAYS = 7;          // events kept for a later page no longer than this
   var SCROLL_MS = 250;
+  var TYPING_PAUSE_MS = 2000;   // a pause this long ends a burst of typing (a boundary: the value is kept)
+  var TYPING_EDITS = 50;        // a burst holds at most this many edits
   var PREFIX = "uqcrowd-log:e:";
 
   var script = document.currentScript;
@@ -295,6 +303,53 @@
     return out;
   }
 
+  // ---- typing: one event per burst of edits in a field
+  var typing = null;            // {target, started, edits, typed, deletions, timer}
+
+  function edited(e) {
+    var target = e.target;
+    if (!target || isPassword(target)) { return; }
+    if (typing && typing.target !== target) { endTyping("field"); }
+    if (!typing) {
+      typing = { target: target, started: Date.now(), edits: [], typed: 0, deletions: 0, timer: null };
+    }
+    var kind = e.inputType || "";
+    var data = typeof e.data === "string" ? e.data : null;
+    if (kind === "insertText" && data !== null) { typing.typed += data.length; }
+    if (kind.indexOf("delete") === 0) { typing.deletions += 1; }
+    typing.edits.push([Date.now() - typing.started, kind, data !== null && masked(target) ? data.length : data]);
+    global.clearTimeout(typing.timer);
+    if (typing.edits.length >= TYPING_EDITS) { endTyping(""); return; }   // stays open, timer set again
+    typing.timer = global.setTimeout(function () { endTyping("pause"); }, TYPING_PAUSE_MS);
+  }
+
+  // The burst as one event; at a boundary ("pause", "paste", "blur", "hidden", "field") with the
+  // field's whole value (or its length, masked). A burst cut at TYPING_EDITS goes without it, and the
+  // field stays open for the next edits or its boundary, which then brings the value (with no edit).
+  function endTyping(boundary) {
+    if (!typing) { return; }
+    var burst = typing;
+    global.clearTimeout(burst.timer);
+    if (boundary) {
+      typing = null;
+    } else {
+      typing = { target: burst.target, started: Date.now(), edits: [], typed: 0, deletions: 0, timer: null };
+      typing.timer = global.setTimeout(function () { endTyping("pause"); }, TYPING_PAUSE_MS);
+    }
+    var details = {
+      started: new Date(burst.started).toISOString(),
+      edits: burst.edits,
+      typed_chars: burst.typed,
+      deletions: burst.deletions
+    };
+    if (boundary) {
+      details.boundary = boundary;
+      var value = "value" in burst.target ? String(burst.target.value) : String(burst.target.textContent || "");
+      details = Object.assign(details, contents(burst.target, value, "value"));
+    }
+    send_log("keyboard_event", "typing", withTarget(burst.target, details));
+  }
+
   function screenDetails() {
     return {
       screen_width: global.screen ? global.screen.width : 0,
@@ -333,15 +388,16 @@
       });
     });
     ["focus", "blur"].forEach(function (type) {
-      listen(document, type, function (e) { if (e.target && e.target.tagName) { send_log("html_event", type, describe(e.target)); } });
+      listen(document, type, function (e) {
+        if (type === "blur" && typing && e.target === typing.target) { endTyping("blur"); }
+        if (e.target && e.target.tagName) { send_log("html_event", type, describe(e.target)); }
+      });
       listen(global, type, function (e) { if (e.target === global) { send_log("browser_event", "window_" + type, {}); } }, false);
     });
-    listen(document, "input", function (e) {
-      var value = e.target && "value" in e.target ? String(e.target.value) : "";
-      send_log("keyboard_event", "input", withTarget(e.target, Object.assign({ input_type: e.inputType || "" }, contents(e.target, value, "value"))));
-    });
+    listen(document, "input", edited);
     ["paste", "copy", "cut"].forEach(function (type) {
       listen(document, type, function (e) {
+        if (type === "paste") { endTyping("paste"); }
         var text = "";
         try { text = type === "paste" ? e.clipboardData.getData("text") : String(global.getSelection()); } catch (err) { text = ""; }
         send_log("keyboard_event", type, withTarget(e.target, contents(e.target, text, "text")));
@@ -363,10 +419,11 @@
     listen(global, "resize", function () { send_log("browser_event", "resize", screenDetails()); }, false);
     listen(global, "online", function () { backoff = 0; flush(); }, false);
     listen(document, "visibilitychange", function () {
+      if (document.visibilityState === "hidden") { endTyping("hidden"); }
       send_log("browser_event", "visibility_" + document.visibilityState, {});
       if (document.visibilityState === "hidden") { flushWithBeacon(); }
     }, false);
-    listen(global, "pagehide", function () { end(); flushWithBeacon(); }, false);
+    listen(global, "pagehide", function () { endTyping("hidden"); end(); flushWithBeacon(); }, false);
     listen(global, "pageshow", function (e) { if (e.persisted) { ended = false; } }, false);
     if (queue.length) { schedule(0); }
   }

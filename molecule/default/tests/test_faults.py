@@ -97,14 +97,14 @@ def oom_kills(host) -> int:
     raise AssertionError("no memory cgroup in the container")
 
 
-@pytest.mark.timeout(900)  # filling 295 MB and indexing it: about 4 min on this machine
+@pytest.mark.timeout(900)  # filling 263 MB and indexing it: about 4 min on this machine
 def test_a_4_gb_host_fills_its_queue_to_the_mark_with_elasticsearch_stopped_and_nothing_is_killed(host, elastic):
     """The container is limited to 4 GB (molecule.yml); the memory budget sized Elasticsearch's heap,
     Redis's maxmemory and the queue's mark from it. Elasticsearch stopped, events posted straight to the
     backends until the queue refuses them at its mark; then Elasticsearch started again, its heap
     allocated beside the full queue: nothing killed, every accepted event indexed once."""
-    assert "-Xmx1181m" in host.file("/etc/elasticsearch/jvm.options.d/heap.options").content_string
-    assert "maxmemory 590mb" in host.file("/etc/redis/redis.conf").content_string
+    assert "-Xmx1053m" in host.file("/etc/elasticsearch/jvm.options.d/heap.options").content_string
+    assert "maxmemory 526mb" in host.file("/etc/redis/redis.conf").content_string
     services = ["redis-server", "uqcrowd-indexer", "uqcrowd-logger@5001", "uqcrowd-logger@5002"]
     pids, kills = {unit: main_pid(host, unit) for unit in services}, oom_kills(host)
     session = f"fill-{uuid.uuid4().hex[:6]}"

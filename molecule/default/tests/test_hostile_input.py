@@ -109,7 +109,7 @@ def test_body_over_the_limit_is_413_before_any_backend(host):
         "body_too_large"
     )  # no backend counted it: HAProxy refused it
     record(
-        "hostile: body of 2 MiB (limit 1 MiB)",
+        "hostile: body of 2 MiB (limit 128 KiB)",
         {"sent": 1, "failed": 1, "accepted": 0, "lost": 0, "duplicated": 0},
         f"413 at HAProxy; next normal event {still_serving(host)}",
     )

@@ -37,11 +37,11 @@ def test_a_role_refuses_another_system_at_its_first_task_in_one_line(role):
 def test_the_memory_budget_sized_this_4_gb_host_and_refuses_a_heap_that_cannot_fit(host):
     """The container is limited to 4 GB (molecule.yml): measured from its cgroup, shared out by the
     budget (README "Memory budget"); a heap of 3 GB beside the rest is refused before anything runs."""
-    assert "-Xmx1181m" in host.file("/etc/elasticsearch/jvm.options.d/heap.options").content_string
+    assert "-Xmx1053m" in host.file("/etc/elasticsearch/jvm.options.d/heap.options").content_string
     result = attempt("site.yml", "--check", "-e", "uqcrowd_elasticsearch_heap_size=3g")
     assert result.returncode != 0
     fatal = re.search(r'^fatal: \[.*?\]: FAILED! => .*?"msg": "(.*?)"', result.stdout + result.stderr, re.M)
     assert fatal, result.stdout[-2000:] + result.stderr[-2000:]
-    assert fatal.group(1).startswith("uqcrowd-stack has 4096 MB and its components need 6123 MB (system 512, ")
-    assert "Elasticsearch heap 3072, Redis maxmemory 590" in fatal.group(1)
+    assert fatal.group(1).startswith("uqcrowd-stack has 4096 MB and its components need 6347 MB (system 512, ")
+    assert "HAProxy 320, Elasticsearch heap 3072, Redis maxmemory 526" in fatal.group(1)
     assert "TASK [elasticsearch :" not in result.stdout  # refused before any role ran
