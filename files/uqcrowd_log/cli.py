@@ -22,7 +22,7 @@ import orjson
 import redis
 from elasticsearch import ApiError, Elasticsearch
 
-from . import elastic
+from . import elastic, flags
 from .config import ConfigError, ElasticsearchSettings, Settings
 from .queue.side_lists import SideLists
 from .stored_events import formats, imports, retention, sessions, withdraw
@@ -237,37 +237,54 @@ def import_command(settings: Settings, files: tuple[str, ...]) -> None:
 @click.option("--store", is_flag=True, help="Write the reports of one day into the session index (cron).")
 @click.option("--day", help="With --store: the day (YYYY-MM-DD, UTC) whose index to read; default yesterday.")
 @click.option("--session-index-prefix", help="Session reports' indices (default: UQCROWD_SESSION_INDEX_PREFIX).")
+@click.option("--flagged", is_flag=True, help="Only the sessions a flag of their experiment's marks (UQCROWD_FLAGS).")
 @click.pass_obj
 @_failures
 def sessions_command(
-    settings: Settings, as_csv: bool, store: bool, day: str | None, session_index_prefix: str | None, **options: Any
+    settings: Settings,
+    as_csv: bool,
+    store: bool,
+    day: str | None,
+    session_index_prefix: str | None,
+    flagged: bool,
+    **options: Any,
 ) -> None:
     """Per session: worker, HIT, assignment, experiment, times, events by type, gaps, duplicates,
-    End Session's count against what is stored -> complete or not."""
+    End Session's count against what is stored -> complete or not; the behavioural signals (active
+    and hidden time, typing, pastes...) and the flags the experiment's rules raise."""
+    try:
+        rules = flags.rules_by_experiment(settings.toolkit.flags)
+    except ValueError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
     client, selection = _client(settings, "curator" if store else "reader"), _selection(options)
     if store:
         day = day or (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
         reports = sessions.read_reports(client, elastic.index_name(settings.es.index_prefix, day), selection)
         into = elastic.index_name(session_index_prefix or settings.toolkit.session_index_prefix, day)
-        written = sessions.store(client, into, reports)
+        written = sessions.store(client, into, sessions.rows(reports, rules))
         click.echo(f"stored {written} session reports of {day} in {into}", err=True)
         return
     reports = sessions.read_reports(client, _events_index(settings), selection)
     if not reports:
         raise click.ClickException(f"no events match {selection.describe()}")
-    rows = [r.as_row() for r in reports]
+    rows = [row for row in sessions.rows(reports, rules) if row["flags"] or not flagged]
+    if not rows:
+        click.echo(f"none of the {len(reports)} sessions is flagged", err=True)
+        return
     if as_csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
         return
     columns = ["session_id", "worker_id", "exp_id", "duration_seconds", "stored", "declared", "missing", "duplicates"]
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in [*columns, "complete"]}
-    click.echo("  ".join(c.ljust(widths[c]) for c in [*columns, "complete"]))
+    columns += ["complete", "active_seconds", "paste_share", "flags"]
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    click.echo("  ".join(c.ljust(widths[c]) for c in columns))
     for row in rows:
-        click.echo("  ".join(str(row[c]).ljust(widths[c]) for c in [*columns, "complete"]))
+        click.echo("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
     done = sum(r.complete for r in reports)
-    click.echo(f"{done} of {len(reports)} sessions complete", err=True)
+    marked = sum(bool(row["flags"]) for row in sessions.rows(reports, rules))
+    click.echo(f"{done} of {len(reports)} sessions complete, {marked} flagged", err=True)
 
 
 @main.command("withdraw")

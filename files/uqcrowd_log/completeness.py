@@ -1,4 +1,5 @@
-"""Per-session completeness of stored events: what a researcher checks before trusting a session.
+"""Per-session completeness of stored events: what a researcher checks before trusting a session
+(with the session's behavioural signals, signals.py).
 
 The tracker numbers each page's events 0, 1, 2 ... (sequence_number) and its End Session event
 says how many the page made (details.events). From the stored documents alone this reports, per
@@ -14,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from .signals import SessionSignals, Signals
 
 END_SESSION = "End Session"
 
@@ -35,6 +38,7 @@ class SessionReport:
     first_missing: list[int] = field(default_factory=list)  # the first few of them
     duplicates: int = 0  # documents beyond the first for one sequence number
     without_sequence: int = 0
+    signals: Signals = field(default_factory=Signals)  # is this a person doing the task? (signals.py)
 
     @property
     def complete(self) -> bool:
@@ -64,6 +68,7 @@ class SessionReport:
             "missing": self.missing,
             "duplicates": self.duplicates,
             "complete": self.complete,
+            **self.signals.as_row(),
         }
 
 
@@ -101,10 +106,12 @@ def session_reports(documents: Iterable[dict[str, Any]]) -> list[SessionReport]:
     """One report per session_id, in order of session id."""
     reports: dict[str, SessionReport] = {}
     sequences: dict[str, Counter[int]] = defaultdict(Counter)
+    behaviour: dict[str, SessionSignals] = defaultdict(SessionSignals)
     for doc in documents:
         session = str(doc.get("session_id") or "")
         report = reports.setdefault(session, SessionReport(session))
         report.stored += 1
+        behaviour[session].add(doc)
         for name in ("worker_id", "exp_id", "hit_id", "assignment_id"):
             if not getattr(report, name) and doc.get(name):
                 setattr(report, name, str(doc[name]))
@@ -124,6 +131,7 @@ def session_reports(documents: Iterable[dict[str, Any]]) -> list[SessionReport]:
         seen = sequences[session]
         expected = count_gaps(report, distinct=len(seen), highest=max(seen, default=-1), sequenced=sum(seen.values()))
         report.first_missing = _first_missing(seen, expected, 10)
+        report.signals = behaviour[session].signals()
     return [reports[s] for s in sorted(reports)]
 
 

@@ -5,6 +5,7 @@ dashboard, the command line), each read by its own `from_env`; this module is th
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 from collections.abc import Mapping
@@ -68,6 +69,21 @@ def _groups(raw: str) -> dict[str, tuple[str, ...]]:
     return groups
 
 
+def _flags(raw: str) -> dict[str, tuple[str, ...]]:
+    """'{"study-a": ["paste_share > 0.5"], "*": ["active_seconds < 60"]}' -> experiment -> rules."""
+    if not raw.strip():
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"UQCROWD_FLAGS is not JSON: {exc}") from None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(rules, list) and all(isinstance(rule, str) for rule in rules) for rules in parsed.values()
+    ):
+        raise ConfigError('UQCROWD_FLAGS must map experiments to lists of rules: {"study": ["paste_share > 0.5"]}')
+    return {str(experiment): tuple(rules) for experiment, rules in parsed.items()}
+
+
 # The researcher's command line (uqcrowd-log): one Elasticsearch user per kind of command, each from
 # UQCROWD_TOOLKIT_<KIND>_USERNAME and _PASSWORD (the role writes them, readable by whom may use them).
 TOOLKIT_USERS = ("reader", "curator", "withdrawer", "retention", "writer")
@@ -81,6 +97,8 @@ class ToolkitSettings:
     users: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
     session_index_prefix: str = "uqcrowd-session"
     audit_log: str = "/var/log/uqcrowd-log/withdrawals.log"
+    # The flags a researcher sets: experiment (or "*") -> rules such as "paste_share > 0.5" (flags.py).
+    flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ToolkitSettings:
@@ -93,6 +111,7 @@ class ToolkitSettings:
             users=users,
             session_index_prefix=env.get("UQCROWD_SESSION_INDEX_PREFIX", "") or cls.session_index_prefix,
             audit_log=env.get("UQCROWD_AUDIT_LOG", "") or cls.audit_log,
+            flags=_flags(env.get("UQCROWD_FLAGS", "")),
         )
 
 

@@ -415,6 +415,7 @@ def test_the_aggregations_give_the_clis_reports_for_every_kind_of_session(es, se
     from elasticsearch.helpers import bulk
 
     from uqcrowd_log.dashboard.queries import EXACT_UP_TO, summaries
+    from uqcrowd_log.signals import COLUMNS
     from uqcrowd_log.stored_events.selection import Selection
     from uqcrowd_log.stored_events.sessions import read_reports
 
@@ -456,4 +457,47 @@ def test_the_aggregations_give_the_clis_reports_for_every_kind_of_session(es, se
     for rows in (expected, counted):
         for row in rows.values():
             del row["duration_seconds"], row["first_time"], row["last_time"]  # ms in Elasticsearch, µs in the text
+            for signal in COLUMNS:  # the signals come from a session's documents: its page, not the table
+                del row[signal]
     assert counted == expected
+
+
+def test_a_sessions_page_gives_its_signals_and_what_the_worker_did_lengths_only(es, settings, dashboard):
+    """The signals (signals.py) and the transcript (transcript.py) of one session, on its page and as
+    CSV: a paste of 236 characters in a masked field shows its length, never its text."""
+    index = f"{settings.es.index_prefix}-transcript"
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    field = {"tag": "textarea", "id": "summary"}
+
+    def doc(n: int, second: float, log_type: str, kind: str, **details: object) -> dict:
+        at = (start + timedelta(seconds=second)).isoformat(timespec="milliseconds")
+        return {**_event(n), "session_id": "s-w", "log_type": log_type, "browser_time": at, "server_time": at,
+                "content": {log_type: kind, "details": details}}  # fmt: skip
+
+    started = (start + timedelta(seconds=2)).isoformat(timespec="milliseconds")
+    for document in (
+        doc(0, 0, "message", "Start Session"),
+        doc(1, 6, "keyboard_event", "typing", **field, started=started, typed_chars=37, boundary="pause"),
+        doc(2, 41, "keyboard_event", "paste", **field, text_length=236, masked="length"),
+        doc(3, 52, "browser_event", "visibility_hidden"),
+        doc(4, 182, "browser_event", "visibility_visible"),
+        doc(5, 183, "mouse_event", "click", tag="button", id="submit"),
+    ):
+        es.index(index=index, document=document)
+    es.indices.refresh(index=index)
+    page = dashboard.get("/dashboard/experiment/exp-live/session/s-w", **login()).get_data(as_text=True)
+    signals = dict(re.findall(r"<tr><td>(\w+)</td><td class=\"n\">([^<]*)</td></tr>", page.split('id="signals"')[1]))
+    assert (signals["paste_share"], signals["hidden_seconds"], signals["away_count"]) == ("0.8645", "130.0", "1")
+    said = re.findall(r'<tr><td class="n">([0-9:]+)</td><td>([^<]+)</td></tr>', page.split('id="transcript"')[1])
+    assert said == [
+        ("0:00", "Start Session"),
+        ("0:02", "typed 37 characters into textarea#summary"),
+        ("0:41", "pasted 236 characters in textarea#summary"),
+        ("0:52", "left the page for 2 min 10 s"),
+        ("3:03", "clicked button#submit"),
+    ]
+    download = dashboard.get("/dashboard/experiment/exp-live/session/s-w/transcript.csv", **login())
+    assert download.mimetype == "text/csv"
+    assert download.headers["Content-Disposition"] == 'attachment; filename="exp-live-s-w-transcript.csv"'
+    assert download.get_data(as_text=True).splitlines()[:2] == ["at,seconds,what", "0:00,0.0,Start Session"]
+    assert dashboard.get("/dashboard/experiment/exp-live/session/none/transcript.csv", **login()).status_code == 404

@@ -3,6 +3,7 @@ and 2 experiments is exported, checked, imported back and a worker withdrawn."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import uuid
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 from uqcrowd_log.cli import main
 from uqcrowd_log.elastic import bulk_create
 from uqcrowd_log.events import Prepared, document_id
+from uqcrowd_log.signals import COLUMNS
 
 DAYS = [datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=n) for n in (2, 1, 0)]
 SESSION_EVENTS = 100
@@ -180,6 +182,37 @@ def test_the_sessions_report_finds_the_gap_the_duplicate_and_the_missing_end(es_
     assert rows["s0002"]["events_by_type"] == "message=2 mouse_event=98"
     table = run(es_server, study["prefix"], "sessions", "--exp-id", "exp-A")
     assert "497 of 500 sessions complete" in table.output  # the three faulty ones are all exp-A
+
+
+def test_sessions_carry_their_signals_and_the_flags_the_researcher_set(es, es_server, study):
+    plain = run(es_server, study["prefix"], "sessions", "--csv", "--exp-id", "exp-B")
+    rows = {r["session_id"]: r for r in csv.DictReader(io.StringIO(plain.stdout))}
+    assert (rows["s0002"]["active_seconds"], rows["s0002"]["typed_chars"], rows["s0002"]["paste_share"]) == (
+        "9.9",
+        "0",
+        "",  # nothing typed nor pasted
+    )
+    assert {r["flags"] for r in rows.values()} == {""}  # no rule set: nothing flagged
+    flags = {"UQCROWD_FLAGS": '{"exp-A": ["active_seconds < 60"], "*": ["pastes > 0"]}'}
+    only = run(es_server, study["prefix"], "sessions", "--csv", "--flagged", env=flags)
+    flagged = list(csv.DictReader(io.StringIO(only.stdout)))
+    assert len(flagged) == 500  # every session of exp-A (10 s each), none of exp-B
+    assert {(r["exp_id"], r["flags"]) for r in flagged} == {("exp-A", "active_seconds<60")}
+    none = run(es_server, study["prefix"], "sessions", "--flagged", "--exp-id", "exp-B", env=flags)
+    assert (none.exit_code, none.stdout, none.stderr.strip()) == (0, "", "none of the 500 sessions is flagged")
+    bad = run(es_server, study["prefix"], "sessions", env={"UQCROWD_FLAGS": '{"exp-A": ["pasted > 1"]}'})
+    assert bad.exit_code == 1
+    assert bad.output.strip().splitlines() == [
+        "Error: configuration: flag 'pasted > 1': pasted is not a signal (" + ", ".join(COLUMNS) + ")"
+    ]
+    day, target = DAYS[0].date().isoformat(), f"uqs-{uuid.uuid4().hex[:8]}"
+    stored = run(es_server, study["prefix"], "sessions", "--store", "--day", day, "--session-index-prefix", target,
+                 env=flags)  # fmt: skip
+    assert stored.exit_code == 0, stored.output
+    es.indices.refresh(index=f"{target}-{day}")
+    kept = es.search(index=f"{target}-{day}", size=1000)["hits"]["hits"]
+    assert {h["_source"]["flags"] for h in kept if h["_source"]["exp_id"] == "exp-A"} == {"active_seconds<60"}
+    assert {"active_seconds", "paste_share", "typing_cpm"} <= set(kept[0]["_source"])
 
 
 def test_sessions_store_writes_one_document_per_session_and_a_rerun_replaces(es, es_server, study):

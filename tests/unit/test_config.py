@@ -59,3 +59,16 @@ def test_settings_change_by_group_and_refuse_a_name_no_group_has():
     assert settings.redis.url == "redis://127.0.0.1:6379/0"  # the original is untouched
     with pytest.raises(TypeError):
         settings.changed(redis={"max_batch": 3})
+
+
+def test_flags_are_read_as_experiment_to_rules_and_bad_json_is_refused_in_one_line():
+    raw = '{"study-a": ["paste_share > 0.5"], "*": ["active_seconds < 60"]}'
+    assert Settings.from_env({"UQCROWD_FLAGS": raw}).toolkit.flags == {
+        "study-a": ("paste_share > 0.5",),
+        "*": ("active_seconds < 60",),
+    }
+    assert Settings.from_env({}).toolkit.flags == {}  # nothing flagged until the researcher says
+    for bad in ("{", '["paste_share > 0.5"]', '{"study": "paste_share > 0.5"}'):
+        with pytest.raises(ConfigError, match="UQCROWD_FLAGS") as refused:
+            Settings.from_env({"UQCROWD_FLAGS": bad})
+        assert "\n" not in str(refused.value)

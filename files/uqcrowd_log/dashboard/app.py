@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
+import re
 import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cachetools import TTLCache
 from elastic_transport import TransportError
@@ -16,11 +20,11 @@ from elasticsearch import Elasticsearch
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request, send_file
 from markupsafe import Markup
 
-from .. import elastic
+from .. import elastic, transcript
+from ..completeness import session_reports
 from ..config import Settings
 from ..stored_events import formats
 from ..stored_events.selection import Selection, stream
-from ..stored_events.sessions import read_reports
 from . import charts, queries
 from .auth import allowed, read_users
 from .health import SHOWN, read_health
@@ -171,20 +175,41 @@ def repeat_participants(exp_id: str) -> str:
     return render_template("repeats.html", exp_id=exp_id, repeats=queries.repeats(_client(), _index(), exp_id))
 
 
+def _session_documents(exp_id: str, session_id: str) -> list[dict[str, Any]]:
+    documents = [hit["_source"] for hit in stream(_client(), _index(), Selection(exp_id=exp_id, session_id=session_id))]
+    if not documents:
+        abort(404)
+    return documents
+
+
 @pages.get("/experiment/<exp_id>/session/<session_id>")
 def session(exp_id: str, session_id: str) -> str:
-    # From its documents: which sequence numbers are missing, not only how many.
-    reports = read_reports(_client(), _index(), Selection(exp_id=exp_id, session_id=session_id))
-    if not reports:
-        abort(404)
-    report = reports[0]
+    # From its documents: which sequence numbers are missing, not only how many; its signals; what the
+    # worker did, in order.
+    documents = _session_documents(exp_id, session_id)
+    [report] = session_reports(documents)
     timeline = queries.session_timeline(_client(), _index(), exp_id, report)
     return render_template(
         "session.html",
         exp_id=exp_id,
         report=report,
+        signals=report.signals.as_row(),
+        transcript=transcript.lines(documents),
         status=queries.status(report, datetime.now(UTC), _idle()),
         timeline={kind: Markup(charts.bars(points, height=90)) for kind, points in sorted(timeline.items())},
+    )
+
+
+@pages.get("/experiment/<exp_id>/session/<session_id>/transcript.csv")
+def session_transcript(exp_id: str, session_id: str) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["at", "seconds", "what"])
+    for line in transcript.lines(_session_documents(exp_id, session_id)):
+        writer.writerow([line.at, round(line.seconds, 3), line.what])
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{exp_id}-{session_id}")[:100] + "-transcript.csv"  # ids come from pages
+    return Response(
+        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )
 
 

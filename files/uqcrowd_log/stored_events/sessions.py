@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
 from ..completeness import SessionReport, session_reports
+from ..flags import Rule, flags
 from .selection import Selection, delete_matching, stream
 
 
@@ -16,17 +19,23 @@ def read_reports(client: Elasticsearch, index: str, selection: Selection) -> lis
     return session_reports(hit["_source"] for hit in stream(client, index, selection))
 
 
-def store(client: Elasticsearch, index: str, reports: list[SessionReport]) -> int:
-    """Write one document per session under its session id, then remove what an earlier run wrote
-    and this one did not (a withdrawn worker's session): a re-run replaces, never doubles."""
+def rows(reports: list[SessionReport], rules: Mapping[str, tuple[Rule, ...]]) -> list[dict[str, Any]]:
+    """Each report as a row: completeness, signals, and the flags its experiment's rules raise."""
+    return [{**r.as_row(), "flags": " ".join(flags(r.signals, r.exp_id, rules))} for r in reports]
+
+
+def store(client: Elasticsearch, index: str, reports: list[dict[str, Any]]) -> int:
+    """Write one document per session (a row of `rows`) under its session id, then remove what an
+    earlier run wrote and this one did not (a withdrawn worker's session): a re-run replaces, never
+    doubles."""
     run = uuid.uuid4().hex
     stored_at = datetime.now(UTC).isoformat(timespec="seconds")
     actions = (
         {
             "_op_type": "index",
             "_index": index,
-            "_id": report.session_id or "(none)",
-            "_source": {**report.as_row(), "run": run, "stored_at": stored_at},
+            "_id": report["session_id"] or "(none)",
+            "_source": {**report, "run": run, "stored_at": stored_at},
         }
         for report in reports
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import uuid
@@ -64,6 +66,17 @@ def test_credentials_by_least_privilege(host):
         assert "Permission denied" in refused.stderr
     assert "uqcrowd-researchers" not in host.run("id -Gn uqcrowd").stdout.split()
     assert host.file("/etc/logrotate.d/uqcrowd-log").contains("/var/log/uqcrowd-log/withdrawals.log")
+
+
+def test_a_researcher_lists_the_sessions_the_flags_of_the_inventory_mark(host, worker, accounts):
+    """toolkit_flags (the demo inventory: toolkit-study's sessions under an hour) reach the command."""
+    listed = host.run(
+        f"runuser -u {accounts['researcher']} -- uqcrowd-log sessions --exp-id toolkit-study"
+        f" --session-id {worker['session']} --flagged --csv"
+    )
+    assert listed.rc == 0, listed.stderr
+    [row] = list(csv.DictReader(io.StringIO(listed.stdout)))
+    assert (row["session_id"], row["flags"], row["typed_chars"]) == (worker["session"], "active_seconds<3600", "0")
 
 
 def test_a_researcher_exports_and_a_service_group_member_cannot_withdraw(host, worker, accounts):
