@@ -354,3 +354,69 @@ def fill_queue(host: Any, urls: list[str], session: str, batch: int = 100, pad: 
     outcome = json.loads(result.stdout)
     outcome["statuses"] = {int(status): count for status, count in outcome["statuses"].items()}
     return outcome
+
+
+def oom_kills(host: Any) -> int:
+    """Processes the kernel's OOM killer has killed in this container (its memory cgroup, v2 or v1)."""
+    for path, key in (
+        ("/sys/fs/cgroup/memory.events", "oom_kill"),
+        ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
+    ):
+        if host.file(path).exists:
+            return int(re.search(rf"^{key} (\d+)$", host.file(path).content_string, re.M).group(1))
+    raise AssertionError("no memory cgroup in the container")
+
+
+# A connection flood: `count` connections at once to HAProxy, each sending 120 kB of a request's headers
+# and never the end of them (what a flood of slow clients costs HAProxy: a buffer each), held `hold`
+# seconds, while HAProxy's resident memory (all its processes) is sampled; then the connections closed.
+_FLOOD = r"""
+import json, resource, socket, sys, threading, time
+port, count, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 256), hard))
+
+def haproxy_rss_kb():
+    total = 0
+    for status in __import__("glob").glob("/proc/[0-9]*/status"):
+        try:
+            text = open(status).read()
+        except OSError:
+            continue
+        if "\nName:\thaproxy\n" in "\n" + text:
+            total += int(next(l.split()[1] for l in text.splitlines() if l.startswith("VmRSS:")))
+    return total
+
+peak, done = [0], threading.Event()
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], haproxy_rss_kb())
+        time.sleep(0.2)
+threading.Thread(target=sample, daemon=True).start()
+head = b"POST /logger/insert HTTP/1.1\r\nHost: flood\r\nContent-Type: text/plain\r\nX-Pad: " + b"p" * 120000
+socks, refused = [], 0
+for _ in range(count):
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.setblocking(False)
+        try:
+            sock.send(head)
+        except OSError:
+            pass
+        socks.append(sock)
+    except OSError:
+        refused += 1
+time.sleep(hold)
+for sock in socks:
+    sock.close()
+time.sleep(1)
+done.set()
+print(json.dumps({"opened": len(socks), "refused": refused, "peak_rss_mb": peak[0] // 1024}))
+"""
+
+
+def connection_flood(host: Any, port: int, count: int, hold: float) -> dict[str, Any]:
+    """`count` slow connections to HAProxy at once: how many opened, and HAProxy's peak RSS in MB."""
+    result = host.run(f"python3 -c {shlex.quote(_FLOOD)} {port} {count} {hold}")
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)

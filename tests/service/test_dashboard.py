@@ -501,3 +501,41 @@ def test_a_sessions_page_gives_its_signals_and_what_the_worker_did_lengths_only(
     assert download.headers["Content-Disposition"] == 'attachment; filename="exp-live-s-w-transcript.csv"'
     assert download.get_data(as_text=True).splitlines()[:2] == ["at,seconds,what", "0:00,0.0,Start Session"]
     assert dashboard.get("/dashboard/experiment/exp-live/session/none/transcript.csv", **login()).status_code == 404
+
+
+def test_the_signals_page_marks_and_filters_the_sessions_the_flags_mark_and_downloads_them(es, settings, users):
+    """Two sessions of one experiment: one pasted its answer. With the researcher's flag on paste_share,
+    the page marks that one, lists it alone when asked, and its CSV carries every signal and the flags."""
+    index = f"{settings.es.index_prefix}-signals"
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    for session, kind, details in (
+        ("s-typed", "typing", {"typed_chars": 400, "started": start.isoformat()}),
+        ("s-pasted", "paste", {"text_length": 900}),
+    ):
+        for n, (log_type, sub, extra) in enumerate(
+            [
+                ("message", "Start Session", {}),
+                ("keyboard_event", kind, details),
+                ("message", "End Session", {"events": 3}),
+            ]
+        ):
+            at = (start + timedelta(seconds=30 * n)).isoformat()
+            document = {**_event(n), "exp_id": "exp-flags", "session_id": session, "log_type": log_type}
+            document |= {"browser_time": at, "server_time": at, "content": {log_type: sub, "details": extra}}
+            es.index(index=index, document=document)
+    es.indices.refresh(index=index)
+    flagged = settings.changed(toolkit={"flags": {"exp-flags": ("paste_share > 0.5",), "*": ("hidden_seconds > 60",)}})
+    client = create_dashboard(flagged, users, client=es).test_client()
+    page = client.get("/dashboard/experiment/exp-flags/signals", **login()).get_data(as_text=True)
+    assert re.findall(r'<tr data-session="([^"]+)" class="flagged">', page) == ["s-pasted"]
+    assert "hidden_seconds&gt;60, paste_share&gt;0.5" in page  # the rules in force, "*" first
+    only = client.get("/dashboard/experiment/exp-flags/signals?flagged=1", **login()).get_data(as_text=True)
+    assert re.findall(r'<tr data-session="([^"]+)"', only) == ["s-pasted"]
+    download = client.get("/dashboard/experiment/exp-flags/signals.csv", **login())
+    rows = {r["session_id"]: r for r in csv.DictReader(io.StringIO(download.get_data(as_text=True)))}
+    assert download.headers["Content-Disposition"] == 'attachment; filename="exp-flags-sessions.csv"'
+    assert (rows["s-pasted"]["paste_share"], rows["s-pasted"]["flags"]) == ("1.0", "paste_share>0.5")
+    assert (rows["s-typed"]["typed_chars"], rows["s-typed"]["flags"]) == ("400", "")
+    assert client.get("/dashboard/experiment/none/signals", **login()).status_code == 404
+    with pytest.raises(ValueError, match="is not a signal"):  # a flag that is not one stops the start
+        create_dashboard(settings.changed(toolkit={"flags": {"*": ("pasted > 1",)}}), users, client=es)

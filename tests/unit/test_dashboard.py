@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from werkzeug.datastructures import Authorization
@@ -34,6 +40,9 @@ def session(session_id: str, minutes_ago: int, events: int, end: bool) -> list[d
             }
         )
     return docs
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_session_is_complete_in_progress_or_incomplete():
@@ -108,3 +117,31 @@ def test_open_incidents_are_the_monitorings_bad_checks_oldest_first(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     assert [(f.check, f.seen) for f in open_faults(tmp_path)] == [("logger", "503"), ("disk", "9% free")]
     assert open_faults(tmp_path / "absent") == []
+
+
+def test_the_dashboard_reads_the_state_files_the_monitorings_check_writes(tmp_path):
+    """One format, two programs: the monitoring's uqcrowd-check (roles/monitoring) writes
+    STATE_DIR/<check>.json, the health page reads it. Run the real check against metrics that do not
+    answer; the page then shows its incident, with what the check saw."""
+    config = tmp_path / "monitor.json"
+    state = tmp_path / "state"
+    config.write_text(
+        json.dumps(
+            {
+                "metrics_url": "http://127.0.0.1:9/logger/metrics",
+                "state_dir": str(state),
+                "repeat_minutes": 60,
+                "notifier": "/bin/true",
+            }
+        )
+    )
+    check = ROOT / "roles/monitoring/files/uqcrowd-check.py"
+    ran = subprocess.run(
+        [sys.executable, str(check), "queue"], env={**os.environ, "UQCROWD_MONITOR_CONFIG": str(config)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert ran.returncode == 1, ran.stderr
+    [fault] = open_faults(state)
+    assert fault.check == "queue"
+    assert fault.seen == "check could not run: ValueError: http://127.0.0.1:9/logger/metrics answered nothing"
+    assert abs(fault.since.timestamp() - time.time()) < 60

@@ -20,11 +20,13 @@ from elasticsearch import Elasticsearch
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request, send_file
 from markupsafe import Markup
 
-from .. import elastic, transcript
+from .. import elastic, flags, transcript
 from ..completeness import session_reports
 from ..config import Settings
-from ..stored_events import formats
+from ..signals import COLUMNS
+from ..stored_events import formats, sessions
 from ..stored_events.selection import Selection, stream
+from ..stored_events.sessions import read_reports
 from . import charts, queries
 from .auth import allowed, read_users
 from .health import SHOWN, read_health
@@ -60,6 +62,7 @@ class Context:
     users: Mapping[str, str]
     idle: timedelta
     settings: Settings
+    rules: Mapping[str, tuple[flags.Rule, ...]] = field(default_factory=dict)  # the researchers' flags
     live_seconds: float = LIVE_SECONDS
     live_views: TTLCache = field(init=False)
     live_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -170,6 +173,42 @@ def download(exp_id: str, fmt: str) -> Response:
     return send_file(spool, mimetype=DOWNLOADS[fmt], as_attachment=True, download_name=f"{exp_id}.{fmt}")
 
 
+def _csv_download(text: str, name: str) -> Response:
+    """CSV as an attachment named after `name` (ids come from task pages: only safe characters kept)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:120]
+    return Response(text, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{safe}.csv"'})
+
+
+def _signal_rows(exp_id: str) -> list[dict[str, Any]]:
+    """Every session of the experiment with its signals and flags, from its documents (the same rows as
+    `uqcrowd-log sessions`): read on demand, as an export reads them."""
+    reports = read_reports(_client(), _index(), Selection(exp_id=exp_id))
+    if not reports:
+        abort(404)
+    return sessions.rows(reports, _context().rules)
+
+
+@pages.get("/experiment/<exp_id>/signals")
+def signals(exp_id: str) -> str:
+    rows = _signal_rows(exp_id)
+    flagged = request.args.get("flagged") == "1"
+    shown = [row for row in rows if row["flags"] or not flagged]
+    rules = [str(rule) for rule in (*_context().rules.get("*", ()), *_context().rules.get(exp_id, ()))]
+    return render_template(
+        "signals.html", exp_id=exp_id, rows=shown, total=len(rows), flagged=flagged, rules=rules, columns=COLUMNS
+    )
+
+
+@pages.get("/experiment/<exp_id>/signals.csv")
+def signals_csv(exp_id: str) -> Response:
+    rows = _signal_rows(exp_id)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return _csv_download(out.getvalue(), f"{exp_id}-sessions")
+
+
 @pages.get("/experiment/<exp_id>/repeats")
 def repeat_participants(exp_id: str) -> str:
     return render_template("repeats.html", exp_id=exp_id, repeats=queries.repeats(_client(), _index(), exp_id))
@@ -207,10 +246,7 @@ def session_transcript(exp_id: str, session_id: str) -> Response:
     writer.writerow(["at", "seconds", "what"])
     for line in transcript.lines(_session_documents(exp_id, session_id)):
         writer.writerow([line.at, round(line.seconds, 3), line.what])
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{exp_id}-{session_id}")[:100] + "-transcript.csv"  # ids come from pages
-    return Response(
-        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
-    )
+    return _csv_download(out.getvalue(), f"{exp_id}-{session_id}-transcript")
 
 
 @lookups.post("/session/worker/<worker_id>")
@@ -250,6 +286,7 @@ def create_dashboard(
         users=dict(users),
         idle=timedelta(seconds=settings.dashboard.idle_seconds),
         settings=settings,
+        rules=flags.rules_by_experiment(settings.toolkit.flags),  # a bad rule stops the start, in one line
         live_seconds=live_seconds,
     )
     app.before_request(_login_required)

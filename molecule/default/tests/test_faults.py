@@ -6,7 +6,6 @@ Every case adds a row to the reliability table (harness/report.py writes it into
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import time
 import uuid
@@ -14,7 +13,7 @@ import uuid
 import pytest
 
 from harness import load, playbook
-from harness.in_container import fill_queue, http, post_many, redis_as_service, versions
+from harness.in_container import fill_queue, http, oom_kills, post_many, redis_as_service, versions
 from harness.report import record
 
 FRONT = "http://127.0.0.1:80/logger/insert"
@@ -84,17 +83,6 @@ def test_elasticsearch_stopped_for_30s_under_load(host, elastic):
     record("Elasticsearch stopped 30 s under 50 req/s", row, f"backlog indexed {drained:.0f} s after restart")
     assert row["failed"] == 0, row  # ingest goes on: events wait in Redis
     assert row["lost"] == row["duplicated"] == 0, row
-
-
-def oom_kills(host) -> int:
-    """Processes the kernel's OOM killer has killed in this container (its memory cgroup, v2 or v1)."""
-    for path, key in (
-        ("/sys/fs/cgroup/memory.events", "oom_kill"),
-        ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
-    ):
-        if host.file(path).exists:
-            return int(re.search(rf"^{key} (\d+)$", host.file(path).content_string, re.M).group(1))
-    raise AssertionError("no memory cgroup in the container")
 
 
 @pytest.mark.timeout(900)  # filling 263 MB and indexing it: about 4 min on this machine

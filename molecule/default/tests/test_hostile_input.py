@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 
 import pytest
 
-from harness.in_container import http
+from harness.in_container import connection_flood, http, oom_kills
 from harness.report import record
 
 FRONT = "http://127.0.0.1:80/logger/insert"
@@ -101,7 +102,7 @@ def test_ten_thousand_field_names_do_not_grow_the_mapping(host):
 
 def test_body_over_the_limit_is_413_before_any_backend(host):
     metrics = http(host, "GET", "http://127.0.0.1:5001/logger/metrics")[1]
-    # 2 MiB announced, the first 64 kB sent: HAProxy refuses once its buffer is full, before any backend.
+    # 2 MiB announced, the first 64 kB sent: HAProxy refuses it from its Content-Length, before any backend.
     head = "POST /logger/insert HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n"
     status, _ = raw(host, head + "x" * 65536)
     assert status == 413
@@ -174,3 +175,30 @@ def test_the_access_log_reaches_the_journal_without_the_write_token(host):
         {"sent": 1, "failed": 0, "accepted": 1, "lost": 0, "duplicated": 0},
         "its line in the journal (haproxy.service), the query string and token left out",
     )
+
+
+def test_a_connection_flood_at_haproxys_maxconn_on_the_4_gb_host_kills_nothing(host, pids):
+    """As many slow connections as HAProxy takes (maxconn), each holding 120 kB of headers: its buffers
+    stay within haproxy_buffers_memory_mb (the memory budget counts that and 64 MB), nothing is killed,
+    and a worker's next event is stored."""
+    config = host.file("/etc/haproxy/haproxy.cfg").content_string
+    maxconn = int(re.search(r"^\s*maxconn (\d+)$", config, re.M).group(1))
+    bound_mb = (
+        int(re.search(r"^\s*tune.buffers.limit (\d+)$", config, re.M).group(1))
+        * int(re.search(r"^\s*tune.bufsize (\d+)$", config, re.M).group(1))
+        // 2**20
+    )
+    kills = oom_kills(host)
+    flood = connection_flood(host, 80, maxconn, hold=8)
+    after = still_serving(host)
+    record(
+        f"hostile: {maxconn:,} slow connections at once (HAProxy's maxconn), 120 kB of headers each",
+        {"sent": flood["opened"], "failed": flood["opened"], "accepted": 0, "lost": 0, "duplicated": 0},
+        f"HAProxy's memory at most {flood['peak_rss_mb']} MB (its buffers' bound {bound_mb} MB); "
+        f"nothing killed; next normal event {after}",
+    )
+    assert flood["opened"] > maxconn // 2
+    assert flood["peak_rss_mb"] <= bound_mb + 64
+    assert oom_kills(host) == kills
+    assert after == 202
+    assert {u: host.run(f"systemctl show -p MainPID --value {u}").stdout.strip() for u in pids} == pids

@@ -114,7 +114,8 @@ def test_export_sessions_and_parquet_on_the_host(host, worker):
     assert host.file("/tmp/w.parquet").content[:4] == b"PAR1"
     report = host.run(f"uqcrowd-log sessions --session-id {worker['session']} --csv")
     assert report.rc == 0, report.stderr
-    assert report.stdout.splitlines()[1].endswith(",True")
+    [row] = list(csv.DictReader(io.StringIO(report.stdout)))
+    assert (row["complete"], row["stored"], row["flags"]) == ("True", "30", "active_seconds<3600")
     assert host.run("uqcrowd-log export --exp-id no-such-study").stderr.strip() == (
         "Error: no events match exp_id=no-such-study"
     )
