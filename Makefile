@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv deps molecule-host lint test-unit test-service molecule test bench bench-export bench-dashboard bench-fsync password-hash demo demo-down
+.PHONY: help venv deps molecule-host lint test-unit test-service molecule test bench bench-study bench-export bench-dashboard bench-fsync password-hash demo demo-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ bench-export: venv deps ## only the researcher's export of 1,000,000 events: rat
 
 bench-dashboard: venv deps ## only the dashboard on 1,000,000 events: its pages, and (b) with five of them open
 	$(BIN)/python -m bench dashboard
+
+bench-study: venv deps ## only the study: how many workers this stack and the original design hold at once
+	$(BIN)/python -m bench study
 
 bench-fsync: venv deps ## only Redis's appendfsync always against everysec: (b), (c), p99 at half rate
 	$(BIN)/python -m bench fsync

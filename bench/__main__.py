@@ -1,7 +1,8 @@
 """`make bench`: the stack against the original design, side by side on this machine (README.md).
 
-    python -m bench            every scenario: throughput (with the sustained rate and appendfsync
-                               everysec), the export, the dashboard
+    python -m bench            every scenario: the study (W workers held), throughput (with the
+                               sustained rate and appendfsync everysec), the export, the dashboard
+    python -m bench study      only the study: W held by this stack and by the original design
     python -m bench export     only the researcher's export of 1,000,000 events
     python -m bench dashboard  only the dashboard on 1,000,000 events
     python -m bench fsync      only appendfsync always against everysec
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import shutil
 import signal
 import sys
@@ -22,10 +24,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import dashboard, export, fsync, report, throughput
+from bench import dashboard, export, fsync, report, study, throughput
 from bench.stack import CORES, DURATION, ROOT, Bench
 
-SCENARIOS = ("all", "export", "dashboard", "fsync")
+SCENARIOS = ("all", "study", "export", "dashboard", "fsync")
 
 
 def main(argv: list[str]) -> int:
@@ -33,6 +35,8 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("scenario", nargs="?", default="all", choices=SCENARIOS)
     scenario = parser.parse_args(argv).scenario
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # the study's wrk and HAProxy: a socket per worker
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="uqcrowd-bench-"))
     bench = Bench(work)
@@ -41,6 +45,8 @@ def main(argv: list[str]) -> int:
     exported: dict = {}
     viewed: dict = {}
     try:
+        if scenario in ("all", "study"):
+            study.run(bench, results, limits)
         if scenario == "all":
             throughput.run(bench, results, limits)
         if scenario == "fsync":

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from bench import dashboard, export
 from bench.fsync import EVERYSEC
-from bench.stack import DEFAULT_N, TRACKER_BATCH
+from bench.stack import CORES, DEFAULT_N, TRACKER_BATCH
 from bench.sustained import holds
 
 
@@ -150,9 +150,35 @@ def fsync_table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def study_table(results: list[dict], limits: dict) -> str:
+    """W held, ours against the original design's, and every try of the search."""
+    study = limits["study"]
+    rows = [
+        f"W held (a request every 2 s of 1-20 events: {study['events_per_worker_second']:.2f} events a worker-second):",
+        "| design | W held | per vCPU | against the original | the ceiling from L2 |",
+        "|---|---|---|---|---|",
+        f"| this stack | {study['ours']:,} | {study['per_vcpu']:,.0f} | "
+        f"{study['ours'] / study['original'] if study['original'] else float('inf'):.1f}x | "
+        f"{study['ceiling_from_l2'] or '-'} |",
+        f"| the original design | {study['original']:,} | {study['original'] / max(1, CORES):,.0f} | 1x | - |",
+        "",
+        "| try | workers | held | req/s | events/s | p99 ms | refused | lag p95 s | queue growth/s | lost | dup |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in (r for r in results if "workers" in r):
+        lag = f"{r['lag_p95_s']:.2f}" if r["lag_p95_s"] is not None else "-"
+        rows.append(
+            f"| {r['name']} | {r['workers']:,} | {'yes' if r['held'] else 'no'} | {r['requests_per_s']:,.0f} | "
+            f"{r['events_per_s']:,.0f} | {r['p99_ms']:.1f} | {r['non_2xx'] + r['socket_errors']} | {lag} | "
+            f"{r['backlog_growth_per_s']:,.0f} | {r['lost']} | {r['duplicated']} |"
+        )
+    return "\n".join(rows)
+
+
 def tables(results: list[dict], limits: dict, exported: dict, viewed: dict) -> str:
     """Every table the run has figures for, in the order the README gives them."""
-    shown = []
+    shown = [study_table(results, limits)] if "study" in limits else []
+    results = [r for r in results if "workers" not in r]
     if results and limits:
         shown += [table(results), limits_table(results, limits), memory_table(results), cpu_table(results)]
     if results:

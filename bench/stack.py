@@ -75,10 +75,20 @@ UNREACHED_CLIENT_LIMITS = {
 WRK_THREADS = 2
 
 
-def wrk(url: str, prefix: str, batch: int, seconds: int, connections: int, rate: float = 0) -> dict:
-    """wrk with bench/wrk/post.lua: as fast as `connections` go, or `rate` requests/s on a fixed schedule."""
+def wrk(
+    url: str,
+    prefix: str,
+    batch: int,
+    seconds: int,
+    connections: int,
+    rate: float = 0,
+    script: str = "post.lua",
+    script_env: dict[str, str] | None = None,
+) -> dict:
+    """wrk with bench/wrk/post.lua: as fast as `connections` go, or `rate` requests/s on a fixed schedule
+    (or with another script of bench/wrk/ and its environment)."""
     interval_ms = WRK_THREADS * 1000 / rate if rate else 0  # each thread's share of the schedule
-    env = {**os.environ, "BATCH": str(batch), "PREFIX": prefix, "INTERVAL_MS": str(interval_ms)}
+    env = {**os.environ, "BATCH": str(batch), "PREFIX": prefix, "INTERVAL_MS": str(interval_ms), **(script_env or {})}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     result = subprocess.run(
@@ -90,7 +100,7 @@ def wrk(url: str, prefix: str, batch: int, seconds: int, connections: int, rate:
             "--timeout",
             "10s",
             "-s",
-            str(ROOT / "bench/wrk/post.lua"),
+            str(ROOT / "bench/wrk" / script),
             url,
         ],
         env=env,
@@ -182,6 +192,9 @@ class Bench:
         seconds: int = DURATION,
         connections: int = CONNECTIONS,
         rate: float = 0,
+        script: str = "post.lua",
+        script_env: dict[str, str] | None = None,
+        proxy_settings: dict[str, object] | None = None,
     ) -> dict:
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower().replace("'", "p")).strip("-")[:40]
         prefix = f"bench-{slug}-{int(time.time())}"
@@ -201,7 +214,9 @@ class Bench:
             workers = []
         for process in backends + workers:
             process.start()
-        proxy = HaproxyServer(logs, [b.port for b in backends], UNREACHED_CLIENT_LIMITS)
+        proxy = HaproxyServer(
+            logs, [b.port for b in backends], UNREACHED_CLIENT_LIMITS if proxy_settings is None else proxy_settings
+        )
         proxy.start()
         queue = QueueView(self.r, prefix)  # the service's own view of the queue: depth, oldest event's age
         backlog: list[int] = []
@@ -226,7 +241,7 @@ class Bench:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
-            load = wrk(proxy.url, prefix, batch, seconds, connections, rate)
+            load = wrk(proxy.url, prefix, batch, seconds, connections, rate, script, script_env)
         finally:
             cpu = {what: cpu_seconds(pid) - cpu_before[what] for what, pid in watched.items()}
             sampling.set()
@@ -236,7 +251,7 @@ class Bench:
         drain = time.monotonic() - drain_started
         for process in [proxy, *backends, *workers]:
             process.stop()
-        accepted = load["ok"] * batch
+        accepted = load.get("events", load["ok"] * batch)  # a script that counts the events answered says how many
         docs, distinct = self.stored(prefix) if kind != "minimal" else (accepted, accepted)  # L1 keeps nothing
         result = {
             "name": name,
