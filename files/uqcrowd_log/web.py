@@ -20,7 +20,7 @@ from .events import BadInput, Invalid, drop_workers, parse_batch, prepare, scree
 from .metrics import render
 from .origins import allow_origin, origin_allowed
 from .proxies import client_ip, in_networks, recorded_ip
-from .queue.connection import connect
+from .queue.connection import client_of
 from .queue.keys import Keys
 from .queue.producer import Producer, QueueFull
 from .queue.side_lists import SideLimits, SideLists
@@ -186,7 +186,7 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def create_app(settings: Settings, sink: Sink | None = None) -> Flask:
-    client = connect(settings.redis.url, settings.redis.ca_file)  # one pool for every part the backend plays
+    client = client_of(settings)  # one pool for every part the backend plays
     producer = Producer.from_settings(settings, client)
     if sink is None:
         if settings.ingest.mode == "direct":

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import redis
 
 from .config import Settings
-from .queue.connection import connect
+from .queue.connection import client_of
 from .queue.keys import Keys
 
 
@@ -27,7 +27,7 @@ class Register:
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> Register:
-        client = client or connect(settings.redis.url, settings.redis.ca_file)
+        client = client or client_of(settings)
         return cls(client, Keys.of(settings.redis.prefix).withdrawn)
 
     def add(self, worker_id: str) -> bool:

@@ -17,7 +17,7 @@ import redis
 from ..config import Settings
 from ..events import Prepared
 from . import entries, records, scripts
-from .connection import connect
+from .connection import client_of
 from .entries import Entry
 from .keys import GROUP, Keys
 from .side_lists import SideLimits
@@ -33,7 +33,7 @@ class Consumer:
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> Consumer:
-        client = client or connect(settings.redis.url, settings.redis.ca_file)
+        client = client or client_of(settings)
         keys = Keys.of(settings.redis.prefix)
         return cls(client, keys, settings.indexer.consumer, SideLimits.dead_letters(settings))
 

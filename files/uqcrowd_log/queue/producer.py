@@ -8,7 +8,7 @@ import redis
 from ..config import Settings
 from ..events import Invalid, Prepared
 from . import records, scripts
-from .connection import connect
+from .connection import client_of
 from .entries import pack
 from .keys import Keys
 from .side_lists import SideLimits
@@ -29,7 +29,7 @@ class Producer:
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> Producer:
-        client = client or connect(settings.redis.url, settings.redis.ca_file)
+        client = client or client_of(settings)
         return cls(client, Keys.of(settings.redis.prefix), SideLimits.quarantine(settings))
 
     def put(self, events: list[Prepared], high_water_bytes: int) -> int:

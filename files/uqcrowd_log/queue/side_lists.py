@@ -19,7 +19,7 @@ import redis
 from ..config import Settings
 from ..events import Prepared
 from . import records, scripts
-from .connection import connect
+from .connection import client_of
 from .entries import pack
 from .keys import GROUP, Keys
 
@@ -50,7 +50,7 @@ class SideLists:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SideLists:
-        client = connect(settings.redis.url, settings.redis.ca_file)
+        client = client_of(settings)
         return cls(client, Keys.of(settings.redis.prefix), SideLimits.dead_letters(settings))
 
     def dead_letter(self, rejected: Sequence[tuple[Prepared, str]]) -> None:
