@@ -150,6 +150,13 @@ def fsync_table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def failures(run: dict) -> str:
+    """The answers that were not 2xx, by status, and the socket errors by kind: "0" for none."""
+    shown = [f"{count} x {code}" for code, count in sorted(run.get("statuses", {}).items()) if not code.startswith("2")]
+    shown += [f"{count} {kind}" for kind, count in sorted(run.get("error_kinds", {}).items()) if count]
+    return ", ".join(shown) or str(run["non_2xx"] + run["socket_errors"])
+
+
 def study_table(results: list[dict], limits: dict) -> str:
     """W held, ours against the original design's, and every try of the search."""
     study = limits["study"]
@@ -162,14 +169,14 @@ def study_table(results: list[dict], limits: dict) -> str:
         f"{study['ceiling_from_l2'] or '-'} |",
         f"| the original design | {study['original']:,} | {study['original'] / max(1, CORES):,.0f} | 1x | - |",
         "",
-        "| try | workers | held | req/s | events/s | p99 ms | refused | lag p95 s | queue growth/s | lost | dup |",
+        "| try | workers | held | req/s | events/s | p99 ms | failed | lag p95 s | queue growth/s | lost | dup |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in (r for r in results if "workers" in r):
         lag = f"{r['lag_p95_s']:.2f}" if r["lag_p95_s"] is not None else "-"
         rows.append(
             f"| {r['name']} | {r['workers']:,} | {'yes' if r['held'] else 'no'} | {r['requests_per_s']:,.0f} | "
-            f"{r['events_per_s']:,.0f} | {r['p99_ms']:.1f} | {r['non_2xx'] + r['socket_errors']} | {lag} | "
+            f"{r['events_per_s']:,.0f} | {r['p99_ms']:.1f} | {failures(r)} | {lag} | "
             f"{r['backlog_growth_per_s']:,.0f} | {r['lost']} | {r['duplicated']} |"
         )
     return "\n".join(rows)

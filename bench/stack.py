@@ -266,6 +266,8 @@ class Bench:
             "p99_ms": load["p99_ms"],
             "non_2xx": load["non_2xx"],
             "socket_errors": load["errors"],
+            "statuses": load.get("statuses", {}),  # by code, from the scripts that count them
+            "error_kinds": load.get("error_kinds", {}),
             "events_accepted": accepted,
             "documents": docs,
             "lost": max(0, accepted - distinct),

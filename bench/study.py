@@ -14,8 +14,11 @@ request, as many events per worker-second; its W held by the same rules (it has 
 from __future__ import annotations
 
 import os
+import re
 
-from bench.stack import CORES, DEFAULT_N, WRK_THREADS, Bench
+import yaml
+
+from bench.stack import CORES, DEFAULT_N, ROOT, WRK_THREADS, Bench
 
 STUDY_SECONDS = int(os.environ.get("BENCH_STUDY_SECONDS", "120"))
 MEAN_GAP_MS = 2000
@@ -23,6 +26,18 @@ EVENTS_MIN, EVENTS_MAX = 1, 20
 EVENTS_PER_REQUEST = (EVENTS_MIN + EVENTS_MAX) / 2
 EVENTS_PER_WORKER_SECOND = EVENTS_PER_REQUEST * 1000 / MEAN_GAP_MS  # 5.25
 TRUSTED_FRONT = {"haproxy_trusted_proxies": ["127.0.0.1"]}  # wrk is the front proxy; limits at their defaults
+
+
+def idle_cut_ms() -> int:
+    """A gap 1 s shorter than HAProxy's idle timeouts (keep-alive, and a new connection's first request),
+    as the role sets them: wrk/study.lua says why its gaps are cut."""
+    defaults = yaml.safe_load((ROOT / "roles/haproxy/defaults/main.yml").read_text())
+    timeouts = [defaults[f"haproxy_timeout_{name}"] for name in ("http_keep_alive", "http_request")]
+    seconds = [int(re.fullmatch(r"(\d+)s", str(t)).group(1)) for t in timeouts]  # type: ignore[union-attr]
+    return (min(seconds) - 1) * 1000
+
+
+MAX_GAP_MS = idle_cut_ms()
 MAX_WORKERS = 3800  # under HAProxy's maxconn (4096): one connection a worker
 P99_MS, LAG_P95_S = 100.0, 5.0
 
@@ -41,6 +56,7 @@ def probe(bench: Bench, design: str, workers: int) -> dict:
         "WORKERS": str(workers),
         "THREADS": str(WRK_THREADS),
         "MEAN_GAP_MS": str(MEAN_GAP_MS / EVENTS_PER_REQUEST if original else MEAN_GAP_MS),
+        "MAX_GAP_MS": str(MAX_GAP_MS),
         "EVENTS_MIN": "1" if original else str(EVENTS_MIN),
         "EVENTS_MAX": "1" if original else str(EVENTS_MAX),
         "SESSION_REQUESTS": str(60 * int(EVENTS_PER_REQUEST) if original else 60),
