@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv deps molecule-host lint test-unit test-service molecule test bench bench-study bench-export bench-dashboard bench-fsync password-hash demo demo-down
+.PHONY: help venv deps molecule-host lint docs docs-site test-unit test-service molecule test bench bench-study bench-export bench-dashboard bench-fsync password-hash demo demo-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,11 +32,19 @@ deps: ## Debian packages and the Elasticsearch test archive the tests use (idemp
 molecule-host: ## podman, host fixes and the Debian 12 and 13 systemd images (idempotent)
 	scripts/prepare-molecule-host.sh
 
-lint: venv ## ruff, yamllint, ansible-lint (production profile)
+lint: venv ## ruff, yamllint, ansible-lint (production profile), the docs' drift checks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint
+	$(BIN)/python scripts/docs_reference.py --check
+
+docs: venv ## regenerate the reference pages, then build the documentation site (strict) into .cache/site
+	$(BIN)/python scripts/docs_reference.py
+	$(MAKE) docs-site
+
+docs-site: venv ## build the documentation site as it is (strict: a broken link or anchor fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 test-unit: venv ## the pure tests of the service's code (no server, seconds)
 	$(BIN)/pytest tests/unit
@@ -49,7 +57,7 @@ test-service: venv deps ## the service's tests against real Redis, Elasticsearch
 molecule: venv deps molecule-host ## Molecule scenarios (ROLE=name or SCENARIO=name to narrow)
 	scripts/molecule.sh "$(ROLE)" "$(SCENARIO)"
 
-test: lint test-unit test-service molecule ## everything CI runs
+test: lint docs-site test-unit test-service molecule ## everything CI runs
 
 bench: venv deps ## throughput and latency of the stack against the original design, then the export
 	$(BIN)/python -m bench

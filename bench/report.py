@@ -183,7 +183,7 @@ def study_table(results: list[dict], limits: dict) -> str:
 
 
 def tables(results: list[dict], limits: dict, exported: dict, viewed: dict) -> str:
-    """Every table the run has figures for, in the order the README gives them."""
+    """Every table the run has figures for, in the order docs/performance/index.md gives them."""
     shown = [study_table(results, limits)] if "study" in limits else []
     results = [r for r in results if "workers" not in r]
     if results and limits:

@@ -65,7 +65,7 @@ class SeedBackend(Process):
 
 
 # The role's HAProxy with its per-client limits far above wrk's load, which comes from one address: the
-# tracking is measured, no request is refused by it (README "Performance").
+# tracking is measured, no request is refused by it (docs/performance/index.md).
 UNREACHED_CLIENT_LIMITS = {
     "haproxy_client_max_requests": 10**9,
     "haproxy_client_max_connections": 10**6,

@@ -18,6 +18,7 @@ import re
 
 import yaml
 
+from bench.report import failures
 from bench.stack import CORES, DEFAULT_N, ROOT, WRK_THREADS, Bench
 
 STUDY_SECONDS = int(os.environ.get("BENCH_STUDY_SECONDS", "120"))
@@ -73,12 +74,16 @@ def probe(bench: Bench, design: str, workers: int) -> dict:
         proxy_settings=TRUSTED_FRONT,
     )
     run["workers"], run["held"] = workers, holds(run)
+    print(
+        f"    {'held' if run['held'] else 'not held'}: failed {failures(run)}, lag p95 {run['lag_p95_s']}", flush=True
+    )
     return run
 
 
-def held(bench: Bench, results: list[dict], design: str, first: int, attempts: int = 5) -> dict | None:
-    """The largest W held, in at most `attempts` runs: from `first`, up by 1.25x while it holds, down
-    by 0.75x while it does not, then halving the gap between the largest held and the smallest not."""
+def held(bench: Bench, results: list[dict], design: str, first: int, attempts: int = 6) -> dict | None:
+    """The largest W held, in at most `attempts` runs: from `first`, up by 2x while it holds (a first
+    guess can be far off), down by 0.75x while it does not, then halving the gap (geometrically) between
+    the largest held and the smallest not, until they are within 10 %."""
     workers, best, failed = first, None, MAX_WORKERS + 1
     for _ in range(attempts):
         run = probe(bench, design, min(workers, MAX_WORKERS))
@@ -95,7 +100,7 @@ def held(bench: Bench, results: list[dict], design: str, first: int, attempts: i
         elif low:
             if low >= MAX_WORKERS:
                 break
-            workers = int(low * 1.25)
+            workers = int(low * 2)
         else:
             workers = max(1, int(workers * 0.75))
     return best

@@ -17,7 +17,7 @@ up() {
   UQCROWD_WHEELHOUSE="$(scripts/build-wheelhouse.sh)"
   UQCROWD_DASHBOARD_LOGIN="$(scripts/dashboard-login.sh)"
   if ! podman container exists "$NAME"; then
-    # A 4 GB server: the memory budget (README) sizes Elasticsearch's heap and Redis to it.
+    # A 4 GB server: the memory budget (docs/operators/sizing.md#memory-budget) sizes Elasticsearch's heap and Redis to it.
     podman run -d --name "$NAME" --hostname "$NAME" --privileged --systemd=always --memory 4g \
       -p "127.0.0.1:$PORT:80" "$IMAGE" /sbin/init >/dev/null
   fi

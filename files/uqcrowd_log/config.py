@@ -1,6 +1,8 @@
-"""Service configuration, read once from UQCROWD_* environment variables (see README): one group of
-settings per part (Redis, Elasticsearch, the queue's bounds, the HTTP server, ingest, the indexer, the
-dashboard, the command line), each read by its own `from_env`; this module is the only reader."""
+"""Service configuration, read once from UQCROWD_* environment variables: one group of settings per
+part (Redis, Elasticsearch, the queue's bounds, the HTTP server, ingest, the indexer, the dashboard, the
+command line), each read by its own `from_env`; this module is the only reader. Each setting's field
+names its variable and says what it does (`setting`): docs/reference/settings.md is generated from them
+(`make docs`)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import json
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, replace
 from typing import Any, Literal
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -19,6 +21,11 @@ IpMode = Literal["full", "truncated", "none"]
 
 class ConfigError(ValueError):
     """A UQCROWD_* variable has a value the service cannot use."""
+
+
+def setting(env: str, doc: str, default: Any = MISSING, *, factory: Any = MISSING, secret: bool = False) -> Any:
+    """A field read from the environment variable `env`, described by `doc` (one sentence or two)."""
+    return field(default=default, default_factory=factory, repr=not secret, metadata={"env": env, "doc": doc})
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -93,12 +100,26 @@ TOOLKIT_USERS = ("reader", "curator", "withdrawer", "retention", "writer")
 class ToolkitSettings:
     """What only the command line reads: its users, the session reports' indices, the audit log."""
 
-    # kind of command -> (username, password); a kind without a username uses the connection's own.
-    users: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
-    session_index_prefix: str = "uqcrowd-session"
-    audit_log: str = "/var/log/uqcrowd-log/withdrawals.log"
-    # The flags a researcher sets: experiment (or "*") -> rules such as "paste_share > 0.5" (flags.py).
-    flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    users: Mapping[str, tuple[str, str]] = setting(
+        "UQCROWD_TOOLKIT_<KIND>_USERNAME, UQCROWD_TOOLKIT_<KIND>_PASSWORD",
+        "The Elasticsearch user of each kind of command (KIND: READER, CURATOR, WITHDRAWER, RETENTION, WRITER);"
+        " a kind without a username uses the connection's own (`UQCROWD_ES_USERNAME`).",
+        factory=dict,
+        secret=True,
+    )
+    session_index_prefix: str = setting(
+        "UQCROWD_SESSION_INDEX_PREFIX", "Prefix of the indices `uqcrowd-log sessions` writes.", "uqcrowd-session"
+    )
+    audit_log: str = setting(
+        "UQCROWD_AUDIT_LOG",
+        "The file every withdrawal and retention run is recorded in (who, when, what).",
+        "/var/log/uqcrowd-log/withdrawals.log",
+    )
+    flags: Mapping[str, tuple[str, ...]] = setting(
+        "UQCROWD_FLAGS",
+        'The flags researchers set on sessions, as JSON: experiment (or `"*"`) -> rules such as `"paste_share > 0.5"`.',
+        factory=dict,
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ToolkitSettings:
@@ -119,9 +140,16 @@ class ToolkitSettings:
 class RedisSettings:
     """The queue's Redis (backends, indexer, command line)."""
 
-    url: str = "redis://127.0.0.1:6379/0"
-    prefix: str = "uqcrowd-log"  # of every key of this installation
-    ca_file: str = ""  # of a rediss:// one (else the system's CAs)
+    url: str = setting(
+        "UQCROWD_REDIS_URL",
+        "The queue's Redis: `redis://` or `rediss://` (TLS), with its user and password.",
+        "redis://127.0.0.1:6379/0",
+        secret=True,
+    )
+    prefix: str = setting("UQCROWD_REDIS_PREFIX", "Prefix of every Redis key of this installation.", "uqcrowd-log")
+    ca_file: str = setting(
+        "UQCROWD_REDIS_CA_FILE", "The CA a `rediss://` Redis is verified with (else the system's).", ""
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RedisSettings:
@@ -136,12 +164,16 @@ class RedisSettings:
 class ElasticsearchSettings:
     """Elasticsearch and the events' daily indices (every process)."""
 
-    url: str = "http://127.0.0.1:9200"  # or several, separated by commas (a cluster)
-    username: str = ""
-    password: str = field(default="", repr=False)
-    api_key: str = field(default="", repr=False)
-    ca_file: str = ""
-    index_prefix: str = "uqcrowd-log"
+    url: str = setting(
+        "UQCROWD_ES_URL", "Elasticsearch's URL, or several separated by commas (a cluster).", "http://127.0.0.1:9200"
+    )
+    username: str = setting("UQCROWD_ES_USERNAME", "Elasticsearch user (basic authentication).", "")
+    password: str = setting("UQCROWD_ES_PASSWORD", "Its password.", "", secret=True)
+    api_key: str = setting("UQCROWD_ES_API_KEY", "An API key, instead of a user and password.", "", secret=True)
+    ca_file: str = setting("UQCROWD_ES_CA_FILE", "The CA an `https://` Elasticsearch is verified with.", "")
+    index_prefix: str = setting(
+        "UQCROWD_INDEX_PREFIX", "Prefix of the events' daily indices (`<prefix>-YYYY-MM-DD`).", "uqcrowd-log"
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ElasticsearchSettings:
@@ -159,12 +191,28 @@ class ElasticsearchSettings:
 class QueueSettings:
     """The queue's bounds (backends and indexer)."""
 
-    high_water_bytes: int = 256 * 1024 * 1024
-    dead_letter_max: int = 100_000
-    quarantine_max: int = 10_000
-    # Bytes each side list keeps at most (their oldest dropped beyond): an eighth of the high-water mark.
-    dead_letter_max_bytes: int = 32 * 1024 * 1024
-    quarantine_max_bytes: int = 32 * 1024 * 1024
+    high_water_bytes: int = setting(
+        "UQCROWD_QUEUE_HIGH_WATER_BYTES",
+        "Queued bytes beyond which the backends refuse new events (503 with Retry-After) until the indexer catches up.",
+        256 * 1024 * 1024,
+    )
+    dead_letter_max: int = setting(
+        "UQCROWD_DEAD_LETTER_MAX", "Events Elasticsearch refused that the dead-letter list keeps at most.", 100_000
+    )
+    quarantine_max: int = setting(
+        "UQCROWD_QUARANTINE_MAX", "Unreadable requests the quarantine list keeps at most.", 10_000
+    )
+    dead_letter_max_bytes: int = setting(
+        "UQCROWD_DEAD_LETTER_MAX_BYTES",
+        "Bytes the dead-letter list keeps at most, its oldest dropped beyond (default: an eighth of the"
+        " high-water mark).",
+        32 * 1024 * 1024,
+    )
+    quarantine_max_bytes: int = setting(
+        "UQCROWD_QUARANTINE_MAX_BYTES",
+        "Bytes the quarantine list keeps at most (default: an eighth of the high-water mark).",
+        32 * 1024 * 1024,
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> QueueSettings:
@@ -182,11 +230,12 @@ class QueueSettings:
 class ServerSettings:
     """The HTTP server of a backend or of the dashboard."""
 
-    bind_host: str = "127.0.0.1"
-    # HTTPS (HAProxy on another host verifies the backends): a PEM certificate and its key.
-    tls_cert_file: str = ""
-    tls_key_file: str = ""
-    threads: int = 8
+    bind_host: str = setting("UQCROWD_BIND", "The address a backend or the dashboard listens on.", "127.0.0.1")
+    tls_cert_file: str = setting(
+        "UQCROWD_TLS_CERT", "A PEM certificate to serve HTTPS with (HAProxy on another host verifies it).", ""
+    )
+    tls_key_file: str = setting("UQCROWD_TLS_KEY", "Its key (set both or neither).", "")
+    threads: int = setting("UQCROWD_THREADS", "Requests a backend serves at once.", 8)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -205,17 +254,45 @@ class ServerSettings:
 class IngestSettings:
     """What the backends accept, from whom, and what they record of the client."""
 
-    mode: Mode = "queue"
-    max_batch: int = 500
-    max_body_bytes: int = 128 * 1024  # twice the tracker's largest request (60 KiB)
-    max_depth: int = 20
-    metrics_allowed: tuple[Network, ...] = ()
-    client_ip: IpMode = "full"
-    # The experiments this server takes events for (empty: any), each with its write token or "".
-    experiments: Mapping[str, str] = field(default_factory=dict, repr=False)
-    retry_after_seconds: int = 5
-    allowed_origins: tuple[str, ...] = ("*",)
-    trusted_proxies: tuple[Network, ...] = ()
+    mode: Mode = setting(
+        "UQCROWD_MODE",
+        "`queue` (a 202 once Redis has the events; the indexer stores them) or `direct` (each request indexed"
+        " before its answer, no Redis).",
+        "queue",
+    )
+    max_batch: int = setting("UQCROWD_MAX_BATCH", "Events one request may carry (more: 413).", 500)
+    max_body_bytes: int = setting(
+        "UQCROWD_MAX_BODY_BYTES",
+        "Bytes one request may carry (more: 413): twice the tracker's largest request (60 KiB). Must agree with"
+        " HAProxy's (`uqcrowd_max_body_bytes`).",
+        128 * 1024,
+    )
+    max_depth: int = setting("UQCROWD_MAX_DEPTH", "Nesting an event's JSON may have (deeper: 400).", 20)
+    metrics_allowed: tuple[Network, ...] = setting(
+        "UQCROWD_METRICS_ALLOWED", "Networks that may read `/logger/metrics` (others: 403).", ()
+    )
+    client_ip: IpMode = setting(
+        "UQCROWD_CLIENT_IP",
+        "What is stored of the client's address: `full`, `truncated` (/24, /48) or `none`.",
+        "full",
+    )
+    experiments: Mapping[str, str] = setting(
+        "UQCROWD_EXPERIMENTS",
+        "The experiments this server takes events for (empty: any), each with its write token: `exp-1,exp-2=token`.",
+        factory=dict,
+        secret=True,
+    )
+    retry_after_seconds: int = setting(
+        "UQCROWD_RETRY_AFTER_SECONDS", "The `Retry-After` of a 503 (the queue full, Redis unreachable).", 5
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        "UQCROWD_ALLOWED_ORIGINS", "Origins whose pages may post events, comma-separated (`*`: any).", ("*",)
+    )
+    trusted_proxies: tuple[Network, ...] = setting(
+        "UQCROWD_TRUSTED_PROXIES",
+        "Networks whose `X-Forwarded-For` is believed (HAProxy's); the client's address is taken from it.",
+        (),
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
@@ -243,12 +320,26 @@ class IngestSettings:
 class IndexerSettings:
     """How the indexer batches, waits, claims and backs off."""
 
-    batch_events: int = 2000
-    batch_bytes: int = 5 * 1024 * 1024
-    linger_ms: int = 200
-    consumer: str = "indexer"  # its name in the consumer group (default: the host's name)
-    claim_idle_ms: int = 60_000
-    backoff_max_seconds: float = 30.0
+    batch_events: int = setting("UQCROWD_INDEXER_BATCH_EVENTS", "Events one bulk request carries at most.", 2000)
+    batch_bytes: int = setting(
+        "UQCROWD_INDEXER_BATCH_BYTES", "Bytes one bulk request carries at most.", 5 * 1024 * 1024
+    )
+    linger_ms: int = setting(
+        "UQCROWD_INDEXER_LINGER_MS", "How long the indexer waits to fill a batch before it sends it.", 200
+    )
+    consumer: str = setting(
+        "UQCROWD_INDEXER_CONSUMER",
+        "The indexer's name in the queue's consumer group (default: the host's name).",
+        "indexer",
+    )
+    claim_idle_ms: int = setting(
+        "UQCROWD_INDEXER_CLAIM_IDLE_MS",
+        "How long another indexer's unconfirmed events wait before this one takes them over.",
+        60_000,
+    )
+    backoff_max_seconds: float = setting(
+        "UQCROWD_INDEXER_BACKOFF_MAX_SECONDS", "The longest wait between retries while Elasticsearch fails.", 30.0
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IndexerSettings:
@@ -268,18 +359,39 @@ class IndexerSettings:
 class DashboardSettings:
     """The researchers' dashboard (its own process)."""
 
-    users_file: str = ""  # name:password-hash lines
-    port: int = 5100
-    idle_seconds: int = 1800  # how long a session not yet complete stays "in progress" after its last event
-    # Its health page: a backend's metrics (and the CA of an https one), the monitoring's state files.
-    metrics_url: str = "http://127.0.0.1:5001/logger/metrics"
-    metrics_ca_file: str = ""
-    monitor_state_dir: str = "/var/lib/uqcrowd-monitor"
-    # The backends whose readiness it shows (their base URLs; an https one verified with the metrics' CA).
-    backends: tuple[str, ...] = ()
-    # Repeat-participation screening (GET /logger/seen, served by the dashboard's process): the groups
-    # of experiments a task page may ask about, and nothing else.
-    seen_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    users_file: str = setting(
+        "UQCROWD_DASHBOARD_USERS_FILE", "Who may log in: `name:password-hash` lines (no file: no login).", ""
+    )
+    port: int = setting("UQCROWD_DASHBOARD_PORT", "The dashboard's port.", 5100)
+    idle_seconds: int = setting(
+        "UQCROWD_DASHBOARD_IDLE_SECONDS",
+        'How long a session not yet complete stays "in progress" after its last event.',
+        1800,
+    )
+    metrics_url: str = setting(
+        "UQCROWD_DASHBOARD_METRICS_URL",
+        "A backend's metrics, read for the health page.",
+        "http://127.0.0.1:5001/logger/metrics",
+    )
+    metrics_ca_file: str = setting(
+        "UQCROWD_DASHBOARD_METRICS_CA_FILE", "The CA an `https://` backend is verified with.", ""
+    )
+    monitor_state_dir: str = setting(
+        "UQCROWD_DASHBOARD_MONITOR_STATE_DIR",
+        "The monitoring's state files, read for the health page's open faults.",
+        "/var/lib/uqcrowd-monitor",
+    )
+    backends: tuple[str, ...] = setting(
+        "UQCROWD_DASHBOARD_BACKENDS",
+        "The backends whose readiness the health page shows (base URLs, comma-separated).",
+        (),
+    )
+    seen_groups: Mapping[str, tuple[str, ...]] = setting(
+        "UQCROWD_SEEN_GROUPS",
+        "Repeat-participation screening (`GET /logger/seen`): the groups of experiments a task page may ask"
+        " about, `group-a=exp-1|exp-2,group-b=exp-3`; none: the endpoint answers 404.",
+        factory=dict,
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DashboardSettings:

@@ -2,7 +2,7 @@
 
 A browser names the page's origin on every POST and a page's script cannot change it, so an allow-list
 keeps other sites' pages (and copies of a task page elsewhere) from writing into a study. Anything that
-is not a browser can send any header: this is not authentication (README, "Facing the internet").
+is not a browser can send any header: this is not authentication (docs/operators/facing-the-internet.md).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ MAPPINGS = ROOT / "roles" / "elasticsearch" / "files" / "event-mappings.json"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The README's browser and internet tables hold this run's rows only (the controller clears them
+    """The browser and internet tables (docs/results/) hold this run's rows only (the controller clears them
     before any worker starts)."""
     if not hasattr(config, "workerinput"):
         rows_file("browser").unlink(missing_ok=True)

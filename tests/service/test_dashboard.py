@@ -193,7 +193,7 @@ PAGES = {
 
 
 def _screenshots(browser, app, cut_short: str) -> None:
-    """Each page as Chromium draws it, kept in SCREENSHOTS (the README shows the experiment's)."""
+    """Each page as Chromium draws it, kept in SCREENSHOTS (docs/researchers/dashboard.md shows them)."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     origin = f"127.0.0.1:{server.server_port}"

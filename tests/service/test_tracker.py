@@ -1,7 +1,7 @@
 """The browser tracker in headless Chromium: a task page on another origin records a session, and
 nothing is lost between the page and Elasticsearch at the edges (offline, navigation, reloads,
 503s, bursts), through HAProxy, with the per-session completeness report as the judge.
-Each edge case adds a row to the README's browser table (harness/report.py)."""
+Each edge case adds a row to the browser table (docs/results/browser.md) (harness/report.py)."""
 
 from __future__ import annotations
 

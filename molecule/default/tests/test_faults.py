@@ -1,6 +1,6 @@
 """Faults under steady load, on the deployed stack: nothing accepted may be lost or duplicated.
 
-Every case adds a row to the reliability table (harness/report.py writes it into the README).
+Every case adds a row to the reliability table (harness/report.py writes docs/results/reliability.md).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def test_a_role_refuses_another_system_at_its_first_task_in_one_line(role):
 
 def test_the_memory_budget_sized_this_4_gb_host_and_refuses_a_heap_that_cannot_fit(host):
     """The container is limited to 4 GB (molecule.yml): measured from its cgroup, shared out by the
-    budget (README "Memory budget"); a heap of 3 GB beside the rest is refused before anything runs."""
+    budget (docs/operators/sizing.md#memory-budget); a heap of 3 GB beside the rest is refused before anything runs."""
     assert "-Xmx1053m" in host.file("/etc/elasticsearch/jvm.options.d/heap.options").content_string
     result = attempt("site.yml", "--check", "-e", "uqcrowd_elasticsearch_heap_size=3g")
     assert result.returncode != 0

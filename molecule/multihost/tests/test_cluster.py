@@ -1,7 +1,7 @@
 """The three-node Elasticsearch cluster: formed once, TLS between nodes, one password, a replica of
 every shard on another node, and a node lost under steady load costs no request and no event.
 
-Cases under load add rows to the README's operations table (harness/report.py)."""
+Cases under load add rows to the operations table (docs/results/operations.md) (harness/report.py)."""
 
 from __future__ import annotations
 

@@ -275,7 +275,8 @@ def test_backend_count_on_the_logger_host_drives_haproxy_on_the_lb_host(lb, app,
 
 
 def default_backend_count(app) -> int:
-    """The README's rule, unless the inventory sets uqcrowd_backend_count: two per vCPU, at least two."""
+    """The rule of docs/operators/sizing.md#backend-count, unless the inventory sets uqcrowd_backend_count:
+    two per vCPU, at least two."""
     return max(2, 2 * int(app.run("nproc").stdout))
 
 

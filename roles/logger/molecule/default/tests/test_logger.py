@@ -242,8 +242,8 @@ def test_the_dashboard_asks_for_the_login_and_runs_as_its_own_user(host):
 
 def test_the_dashboard_gets_a_fifth_of_a_backends_cpu_share(host):
     """The weights systemd holds for the two units (CPUWeight). Only systemd's: on this machine's hybrid
-    cgroups the container's systemd has no cpu controller of its own to apply them (README, "Tested here,
-    and not"); on a Debian host (cgroup v2) they become the units' cpu.weight."""
+    cgroups the container's systemd has no cpu controller of its own to apply them
+    (docs/operators/cluster.md#tested-here-and-not); on a Debian host (cgroup v2) they become the units' cpu.weight."""
     weights = {
         unit: host.run(f"systemctl show -p CPUWeight --value {unit}").stdout.strip()
         for unit in ["uqcrowd-dashboard.service", "uqcrowd-logger@5001.service"]
