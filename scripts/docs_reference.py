@@ -4,7 +4,8 @@
   the variables block of each role's README);
 - the inventory-wide choices from `playbooks/inventory_spec.yml` (the same format);
 - every `UQCROWD_*` setting from the fields of `files/uqcrowd_log/config.py` (docs/reference/settings.md);
-- the command line from its own help (`uqcrowd-log COMMAND --help`: docs/reference/command-line.md).
+- the command line from its own help (`uqcrowd-log COMMAND --help`: docs/reference/command-line.md);
+- the sessions' behavioural signals from `files/uqcrowd_log/signals.py`'s definitions (docs/reference/signals.md).
 
 `--check` (in `make lint`) writes nothing and fails when a generated page is stale, when a variable in a
 role's defaults has no described entry in its spec, or when README.md or a page of docs/ names a role
@@ -44,6 +45,11 @@ def shown(value: object) -> str:
         text = json.dumps(value, separators=(", ", ": "))
     text = " ".join(text.split()).replace("|", "\\|")
     return f"`{text}`"
+
+
+def cell(text: str) -> str:
+    """Text as one table cell: one line, its pipes escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def options(spec: dict, prefix: str = "") -> Iterator[tuple[str, dict]]:
@@ -167,6 +173,31 @@ def command_line_page() -> str:
     return "\n".join(lines) + "\n"
 
 
+def signals_page() -> str:
+    """Each column of signals.COLUMNS with its definition, from the module's docstring's `- name: text`."""
+    sys.path.insert(0, str(ROOT / "files"))
+    from uqcrowd_log import signals
+
+    defined: dict[str, str] = {}
+    for names, text in re.findall(r"^- ([a-z_, ]+): (.*?)(?=^- |\n\n|\Z)", signals.__doc__ or "", re.M | re.S):
+        for name in names.split(", "):
+            defined[name] = " ".join(text.split()).rstrip(";.") + "."
+    missing = [column for column in signals.COLUMNS if column not in defined]
+    if missing:
+        raise SystemExit(f"files/uqcrowd_log/signals.py defines no {', '.join(missing)} in its docstring")
+    lines = [HEADER.format(source="the definitions in files/uqcrowd_log/signals.py"), "# Session signals", ""]
+    lines += [
+        "The columns `uqcrowd-log sessions`, its CSV, the nightly session reports and the dashboard's signals",
+        "page give each session, from its stored events (times are the browser's). A flag is a rule on them,",
+        'such as `"paste_share > 0.5"` ([flags](../researchers/data.md#the-sessions-table-and-its-signals)).',
+        "",
+        "| column | definition |",
+        "|---|---|",
+    ]
+    lines += [f"| `{column}` | {cell(defined[column])} |" for column in signals.COLUMNS]
+    return "\n".join(lines) + "\n"
+
+
 def setting_names() -> set[str]:
     from uqcrowd_log.config import TOOLKIT_USERS
 
@@ -194,6 +225,7 @@ def generated() -> dict[Path, str]:
         ROOT / "docs/reference/variables.md": variables_page(),
         ROOT / "docs/reference/settings.md": settings_page(),
         ROOT / "docs/reference/command-line.md": command_line_page(),
+        ROOT / "docs/reference/signals.md": signals_page(),
     }
     pages |= {role / "README.md": readme_with_table(role) for role in ROLES}
     return pages

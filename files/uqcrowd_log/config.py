@@ -146,7 +146,12 @@ class RedisSettings:
         "redis://127.0.0.1:6379/0",
         secret=True,
     )
-    prefix: str = setting("UQCROWD_REDIS_PREFIX", "Prefix of every Redis key of this installation.", "uqcrowd-log")
+    prefix: str = setting(
+        "UQCROWD_REDIS_PREFIX",
+        "Prefix of every Redis key of this installation: `<prefix>:events` (the stream), `:queued-bytes`,"
+        " `:queued-events`, `:stats`, `:dead-letter`, `:quarantine`, `:indexer-faults`, `:withdrawn`.",
+        "uqcrowd-log",
+    )
     ca_file: str = setting(
         "UQCROWD_REDIS_CA_FILE", "The CA a `rediss://` Redis is verified with (else the system's).", ""
     )
@@ -278,7 +283,8 @@ class IngestSettings:
     )
     experiments: Mapping[str, str] = setting(
         "UQCROWD_EXPERIMENTS",
-        "The experiments this server takes events for (empty: any), each with its write token: `exp-1,exp-2=token`.",
+        "The experiments this server takes events for (empty: any), each with its write token:"
+        " `exp-1,exp-2=token`. Other events get 403 (counted, not kept); a token comes as `?token=`.",
         factory=dict,
         secret=True,
     )
@@ -286,7 +292,9 @@ class IngestSettings:
         "UQCROWD_RETRY_AFTER_SECONDS", "The `Retry-After` of a 503 (the queue full, Redis unreachable).", 5
     )
     allowed_origins: tuple[str, ...] = setting(
-        "UQCROWD_ALLOWED_ORIGINS", "Origins whose pages may post events, comma-separated (`*`: any).", ("*",)
+        "UQCROWD_ALLOWED_ORIGINS",
+        "Origins whose pages may post events, comma-separated (`*`: any): a POST from another gets 403, counted.",
+        ("*",),
     )
     trusted_proxies: tuple[Network, ...] = setting(
         "UQCROWD_TRUSTED_PROXIES",
