@@ -255,6 +255,9 @@ def problems() -> Iterator[str]:
                 if name not in known and name.removesuffix("_total") not in known:  # a counter's sample
                     yield f"{page.relative_to(ROOT)}:{number}: `{name}` is no variable nor setting of this project"
 
+    read = set(re.findall(r"UQCROWD_[A-Z_]*[A-Z]", (ROOT / "files/uqcrowd_log/config.py").read_text()))
+    for name in sorted(read - setting_names() - {"UQCROWD_TOOLKIT"}):  # UQCROWD_TOOLKIT_<KIND>_...: an f-string
+        yield f"files/uqcrowd_log/config.py reads {name}, which no field describes (setting(...))"
     metrics_page = (ROOT / "docs/reference/metrics.md").read_text()
     exposed = re.findall(r'"(uqcrowd_[a-z_]+)"', (ROOT / "files/uqcrowd_log/metrics.py").read_text())
     for metric in sorted(set(exposed)):
