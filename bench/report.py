@@ -158,15 +158,18 @@ def failures(run: dict) -> str:
 
 
 def study_table(results: list[dict], limits: dict) -> str:
-    """W held, ours against the original design's, and every try of the search."""
+    """W held, ours against the original design's, every try of the search, and where the CPU went per
+    event in each design's held run."""
     study = limits["study"]
+    l2 = limits.get("l2", {}).get("events_per_s")  # measured after the study: read when the table is drawn
+    ceiling = f"{l2 / study['events_per_worker_second']:,.0f}" if l2 else "-"
     rows = [
         f"W held (a request every 2 s of 1-20 events: {study['events_per_worker_second']:.2f} events a worker-second):",
         "| design | W held | per vCPU | against the original | the ceiling from L2 |",
         "|---|---|---|---|---|",
         f"| this stack | {study['ours']:,} | {study['per_vcpu']:,.0f} | "
         f"{study['ours'] / study['original'] if study['original'] else float('inf'):.1f}x | "
-        f"{study['ceiling_from_l2'] or '-'} |",
+        f"{ceiling} |",
         f"| the original design | {study['original']:,} | {study['original'] / max(1, CORES):,.0f} | 1x | - |",
         "",
         "| try | workers | held | req/s | events/s | p99 ms | failed | lag p95 s | queue growth/s | lost | dup |",
@@ -179,6 +182,22 @@ def study_table(results: list[dict], limits: dict) -> str:
             f"{r['events_per_s']:,.0f} | {r['p99_ms']:.1f} | {failures(r)} | {lag} | "
             f"{r['backlog_growth_per_s']:,.0f} | {r['lost']} | {r['duplicated']} |"
         )
+    held_runs = [r for r in results if "workers" in r and r["held"] and r["name"] in study.get("held_runs", ())]
+    if held_runs:
+        parts = ["backends", "indexers", "redis", "haproxy", "elasticsearch"]
+        rows += ["", "CPU per event in the held runs (µs; the backends summed):", ""]
+        rows += ["| run | " + " | ".join(parts) + " | all but Elasticsearch / Elasticsearch |", "|---" * 7 + "|"]
+        for r in held_runs:
+            per_event = r["requests_per_s"] / max(r["events_per_s"], 1e-9)
+            used = r["cpu_us_per_request"]
+            figures = {
+                "backends": of_kind(used, "backend", sum),
+                "indexers": of_kind(used, "indexer", sum),
+            } | {what: used.get(what, 0.0) for what in parts[2:]}
+            figures = {what: (value or 0.0) * per_event for what, value in figures.items()}
+            rest = sum(value for what, value in figures.items() if what != "elasticsearch")
+            shown = " | ".join(f"{figures[what]:,.1f}" for what in parts)
+            rows.append(f"| {r['name']} | {shown} | {rest / max(figures['elasticsearch'], 1e-9):.1f} |")
     return "\n".join(rows)
 
 

@@ -115,12 +115,11 @@ def run(bench: Bench, results: list[dict], limits: dict) -> None:
     ours = held(bench, results, "stack", min(guess, MAX_WORKERS))
     original_rate = next((r["events_per_s"] for r in results if r["kind"] == "index"), 500.0)
     theirs = held(bench, results, "index", max(1, int(0.8 * original_rate / EVENTS_PER_WORKER_SECOND)))
-    l2 = limits.get("l2", {}).get("events_per_s")
     limits["study"] = {
         "events_per_worker_second": EVENTS_PER_WORKER_SECOND,
         "ours": ours["workers"] if ours else 0,
         "original": theirs["workers"] if theirs else 0,
         "ours_run": ours["name"] if ours else None,
         "per_vcpu": (ours["workers"] / CORES) if ours else 0,
-        "ceiling_from_l2": int(l2 / EVENTS_PER_WORKER_SECOND) if l2 else None,
+        "held_runs": [run["name"] for run in (ours, theirs) if run],
     }
