@@ -13,12 +13,9 @@ from elasticsearch.serializer import OrjsonSerializer
 
 from .config import Settings
 from .events import Prepared
+from .unavailable import StoreUnavailable
 
 K = TypeVar("K")
-
-
-class StoreUnavailable(Exception):
-    """Elasticsearch did not answer, or answered that it cannot take writes now."""
 
 
 class ConfigurationFault(StoreUnavailable):

@@ -27,10 +27,11 @@ from elasticsearch import Elasticsearch
 
 from . import elastic, logs
 from .config import Settings
-from .elastic import BulkOutcome, ConfigurationFault, StoreUnavailable, bulk_create_split
+from .elastic import BulkOutcome, ConfigurationFault, bulk_create_split
 from .events import Prepared, worker_of
 from .queue.consumer import Consumer
 from .queue.entries import Entry
+from .unavailable import StoreUnavailable
 from .withdrawn import Register
 
 log = logging.getLogger("uqcrowd_log.indexer")

@@ -12,8 +12,6 @@ from granian.constants import Interfaces
 
 from . import logs
 from .config import Settings
-from .dashboard.app import dashboard_from_env
-from .web import app_from_env
 
 
 def serve(port: int, settings: Settings, factory: str = "uqcrowd_log.server:serving_app") -> None:
@@ -37,6 +35,8 @@ def serve(port: int, settings: Settings, factory: str = "uqcrowd_log.server:serv
 def serving_app() -> Flask:
     """The WSGI factory Granian's worker calls. Granian's main process has bound the port before it
     starts the worker, so once the app exists the backend serves: systemd is told so."""
+    from .web import app_from_env  # here: a backend loads neither the dashboard nor Elasticsearch's client
+
     logs.setup()
     app = app_from_env()
     notify_ready()
@@ -45,6 +45,8 @@ def serving_app() -> Flask:
 
 def serving_dashboard() -> Flask:
     """The WSGI factory of the dashboard's process (uqcrowd-logger dashboard)."""
+    from .dashboard.app import dashboard_from_env
+
     logs.setup()
     app = dashboard_from_env()
     notify_ready()

@@ -13,9 +13,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, sen
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
-from . import elastic
 from .config import Settings
-from .elastic import StoreUnavailable
 from .events import BadInput, Invalid, drop_workers, parse_batch, prepare, screen_experiments, worker_ids
 from .metrics import render
 from .origins import allow_origin, origin_allowed
@@ -24,7 +22,9 @@ from .queue.connection import client_of
 from .queue.keys import Keys
 from .queue.producer import Producer, QueueFull
 from .queue.side_lists import SideLimits, SideLists
-from .sinks import DirectSink, QueueSink, Sink
+from .sinks import Sink
+from .sinks.queue import QueueSink
+from .unavailable import StoreUnavailable
 from .withdrawn import Register
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,10 @@ def create_app(settings: Settings, sink: Sink | None = None) -> Flask:
     client = client_of(settings)  # one pool for every part the backend plays
     producer = Producer.from_settings(settings, client)
     if sink is None:
-        if settings.ingest.mode == "direct":
+        if settings.ingest.mode == "direct":  # imported here: a backend of the queue never loads Elasticsearch's client
+            from . import elastic
+            from .sinks.direct import DirectSink
+
             side_lists = SideLists(client, Keys.of(settings.redis.prefix), SideLimits.dead_letters(settings))
             sink = DirectSink(elastic.connect(settings), settings.es.index_prefix, producer, side_lists)
         else:

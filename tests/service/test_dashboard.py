@@ -187,6 +187,7 @@ PAGES = {
     "experiments": "/dashboard/",
     "experiment": "/dashboard/experiment/exp-42",
     "session": "/dashboard/experiment/exp-42/session/{cut_short}",
+    "signals": "/dashboard/experiment/exp-42/signals",
     "repeats": "/dashboard/experiment/exp-42/repeats",
     "health": "/dashboard/health",
 }

@@ -1,42 +1,19 @@
-"""Where accepted events go: the Redis queue (default) or straight into Elasticsearch."""
+"""The original's behaviour (UQCROWD_MODE=direct): each request indexed before it is answered."""
 
 from __future__ import annotations
 
 import logging
-from typing import Protocol
 
 import redis
 from elasticsearch import Elasticsearch
 
-from .elastic import StoreUnavailable, bulk_create_split, ping
-from .events import Prepared
-from .queue.producer import Producer
-from .queue.side_lists import SideLists
+from ..elastic import bulk_create_split, ping
+from ..events import Prepared
+from ..queue.producer import Producer
+from ..queue.side_lists import SideLists
+from ..unavailable import StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-
-class Sink(Protocol):
-    def put(self, events: list[Prepared]) -> None:
-        """Store all events durably before returning; raise QueueFull or StoreUnavailable."""
-
-    def unready(self) -> str:
-        """Why an insert would fail now, in one line; "" while the store takes events."""
-
-
-class QueueSink:
-    def __init__(self, producer: Producer, high_water_bytes: int) -> None:
-        self.producer = producer
-        self.high_water_bytes = high_water_bytes
-
-    def put(self, events: list[Prepared]) -> None:
-        try:
-            self.producer.put(events, self.high_water_bytes)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"redis: {exc}") from None
-
-    def unready(self) -> str:
-        return self.producer.unwritable()
 
 
 class DirectSink:

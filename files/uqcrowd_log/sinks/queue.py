@@ -1,0 +1,24 @@
+"""The default sink: a request's events are one entry of the Redis stream, on disk before the 202."""
+
+from __future__ import annotations
+
+import redis
+
+from ..events import Prepared
+from ..queue.producer import Producer
+from ..unavailable import StoreUnavailable
+
+
+class QueueSink:
+    def __init__(self, producer: Producer, high_water_bytes: int) -> None:
+        self.producer = producer
+        self.high_water_bytes = high_water_bytes
+
+    def put(self, events: list[Prepared]) -> None:
+        try:
+            self.producer.put(events, self.high_water_bytes)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from None
+
+    def unready(self) -> str:
+        return self.producer.unwritable()
