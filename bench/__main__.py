@@ -6,6 +6,7 @@
     python -m bench export     only the researcher's export of 1,000,000 events
     python -m bench dashboard  only the dashboard on 1,000,000 events
     python -m bench fsync      only appendfsync always against everysec
+    python -m bench replica    only a 202 once a replica holds the insert against the primary alone
 
 Writes bench/results/<UTC date and time>[-<scenario>].json and prints its tables.
 """
@@ -24,10 +25,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import dashboard, export, fsync, report, study, throughput
+from bench import dashboard, export, fsync, replica, report, study, throughput
 from bench.stack import CORES, DURATION, ROOT, Bench
 
-SCENARIOS = ("all", "study", "export", "dashboard", "fsync")
+SCENARIOS = ("all", "study", "export", "dashboard", "fsync", "replica")
 
 
 def main(argv: list[str]) -> int:
@@ -51,6 +52,8 @@ def main(argv: list[str]) -> int:
             throughput.run(bench, results, limits)
         if scenario == "fsync":
             fsync.only(bench, results)
+        if scenario == "replica":
+            replica.only(bench, results)
         if scenario in ("all", "export"):
             print(f"export: loading {export.EVENTS:,} events, then exporting them in 3 formats", flush=True)
             exported = export.measure(bench.es, bench.es_server.url)

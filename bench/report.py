@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from bench import dashboard, export
 from bench.fsync import EVERYSEC
+from bench.replica import REPLICA
 from bench.stack import CORES, DEFAULT_N, TRACKER_BATCH
 from bench.sustained import holds
 
@@ -121,24 +122,9 @@ def memory_table(results: list[dict]) -> str:
 
 def fsync_table(results: list[dict]) -> str:
     """Each measure under always (the role's) against everysec, from this run (means of repeated runs)."""
-
-    def of(everysec: bool, start: str, field: str) -> float | None:
-        runs = [r for r in results if r["name"].startswith(start) and (EVERYSEC in r["name"]) == everysec]
-        return statistics.mean(r[field] for r in runs) if runs else None
-
-    rows = [
-        "| measure | appendfsync always (the role's) | appendfsync everysec | always / everysec |",
-        "|---|---|---|---|",
-    ]
-    for label, start, field, unit in (
-        ("(b) single events", f"(b) stack N={DEFAULT_N}, one event/request", "requests_per_s", "req/s"),
-        (f"(c) {TRACKER_BATCH} events/request", f"(c) stack N={DEFAULT_N}, ", "events_per_s", "events/s"),
-        ("p50 at half of (b)'s rate", f"(b) stack N={DEFAULT_N} at ~50%", "p50_ms", "ms"),
-        ("p99 at half of (b)'s rate", f"(b) stack N={DEFAULT_N} at ~50%", "p99_ms", "ms"),
-    ):
-        always, every = of(False, start, field), of(True, start, field)
-        if every is not None and always is not None:
-            rows.append(f"| {label} | {always:,.1f} {unit} | {every:,.1f} {unit} | {always / every:.2f} |")
+    rows = compared(
+        results, EVERYSEC, "| measure | appendfsync always (the role's) | appendfsync everysec | always / everysec |"
+    )
     for run in (r for r in results if r["name"].startswith("sustained") and EVERYSEC in r["name"]):
         verdict = "held" if holds(run) else "not held"
         rows.append(
@@ -148,6 +134,37 @@ def fsync_table(results: list[dict]) -> str:
     lost = sum(r["lost"] + r["duplicated"] for r in results if r["kind"] == "stack")
     rows.append(f"| lost and duplicated, every stack run | {lost} | {lost} | - |")
     return "\n".join(rows)
+
+
+def replica_table(results: list[dict]) -> str:
+    """Each measure with a 202 only once a replica holds the insert (WAIT) against the primary alone."""
+    rows = compared(
+        results, REPLICA, "| measure | the primary alone | WAIT for 1 replica (a second Redis) | alone / WAIT |"
+    )
+    lost = sum(r["lost"] + r["duplicated"] for r in results if r["kind"] == "stack")
+    rows.append(f"| lost and duplicated, every stack run | {lost} | {lost} | - |")
+    return "\n".join(rows)
+
+
+def compared(results: list[dict], marker: str, head: str) -> list[str]:
+    """(b), (c) and the latency at half rate of the runs without `marker` in their name against those
+    with it (means of repeated runs), as table rows under `head`."""
+
+    def of(marked: bool, start: str, field: str) -> float | None:
+        runs = [r for r in results if r["name"].startswith(start) and (marker in r["name"]) == marked]
+        return statistics.mean(r[field] for r in runs) if runs else None
+
+    rows = [head, "|---|---|---|---|"]
+    for label, start, field, unit in (
+        ("(b) single events", f"(b) stack N={DEFAULT_N}, one event/request", "requests_per_s", "req/s"),
+        (f"(c) {TRACKER_BATCH} events/request", f"(c) stack N={DEFAULT_N}, ", "events_per_s", "events/s"),
+        ("p50 at half of (b)'s rate", f"(b) stack N={DEFAULT_N} at ~50%", "p50_ms", "ms"),
+        ("p99 at half of (b)'s rate", f"(b) stack N={DEFAULT_N} at ~50%", "p99_ms", "ms"),
+    ):
+        without, marked = of(False, start, field), of(True, start, field)
+        if without is not None and marked is not None:
+            rows.append(f"| {label} | {without:,.1f} {unit} | {marked:,.1f} {unit} | {without / marked:.2f} |")
+    return rows
 
 
 def failures(run: dict) -> str:
@@ -207,8 +224,10 @@ def tables(results: list[dict], limits: dict, exported: dict, viewed: dict) -> s
     results = [r for r in results if "workers" not in r]
     if results and limits:
         shown += [table(results), limits_table(results, limits), memory_table(results), cpu_table(results)]
-    if results:
+    if any(EVERYSEC in r["name"] for r in results):
         shown.append(fsync_table(results))
+    if any(REPLICA in r["name"] for r in results):
+        shown.append(replica_table(results))
     if exported:
         shown.append(export.table(exported))
     if viewed:

@@ -143,6 +143,19 @@ class Bench:
             template={"settings": {"number_of_replicas": 0, "number_of_shards": 1}, "mappings": mappings},
         )
         self.r = redis.Redis.from_url(self.redis.url)
+        self.replica: RedisServer | None = None  # started by replicate(True)
+        self.waiting = False
+
+    def replicate(self, wait: bool) -> None:
+        """From now on the backends answer once a second Redis (a replica, started the first time) holds
+        each insert too (UQCROWD_REDIS_REPLICAS=1), or once the primary alone has it."""
+        if wait and self.replica is None:
+            options = ("--appendfsync", role_fsync(), "--replicaof", "127.0.0.1", str(self.redis.port))
+            self.replica = RedisServer(self.work / "replica", options=options)
+            self.replica.start()
+            in_sync = lambda: self.r.info("replication").get("slave0", {}).get("state") == "online"  # noqa: E731
+            wait_until(in_sync, 30, "the replica in sync")
+        self.waiting = wait
 
     def fsync(self, policy: str) -> None:
         """Redis's appendfsync from now on: `always` (a 202 only once its events are on disk) or `everysec`."""
@@ -150,6 +163,8 @@ class Bench:
 
     def close(self) -> None:
         self.es_server.stop()
+        if self.replica:
+            self.replica.stop()
         self.redis.stop()
         shutil.rmtree(self.es_home, ignore_errors=True)
 
@@ -161,6 +176,7 @@ class Bench:
             "UQCROWD_REDIS_PREFIX": prefix,
             "UQCROWD_INDEXER_CONSUMER": "bench",
             "UQCROWD_QUEUE_HIGH_WATER_BYTES": str(8 * 1024**3),
+            "UQCROWD_REDIS_REPLICAS": "1" if self.waiting else "0",
         }
 
     def stored(self, prefix: str) -> tuple[int, int]:
@@ -225,6 +241,8 @@ class Bench:
         watched = {f"backend {i + 1}": b.proc.pid for i, b in enumerate(backends)}
         watched |= {f"indexer {i + 1}": w.proc.pid for i, w in enumerate(workers)}
         watched |= {"redis": self.redis.proc.pid, "elasticsearch": self.es_server.proc.pid}
+        if self.waiting and self.replica and self.replica.proc:
+            watched["redis replica"] = self.replica.proc.pid
         watched["haproxy"] = proxy.proc.pid
         rss: dict[str, float] = {}
         cpu_before = {what: cpu_seconds(pid) for what, pid in watched.items()}

@@ -1,7 +1,8 @@
 """The result tables the tests write as they measure: docs/results/<table>.md, which the documentation
 quotes (never README.md itself): "reliability" (the Molecule fault tests, on the deployed stack),
 "operations" (molecule/multihost), "browser" (the tracker's edge cases in headless Chromium), "power"
-(power cuts) and "internet" (one address attacking while another client posts, tests/service)."""
+(power cuts), "failover" (a Redis primary lost, tests/service), "redis-hosts" (roles/redis's three
+hosts) and "internet" (one address attacking while another client posts, tests/service)."""
 
 from __future__ import annotations
 
@@ -11,26 +12,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
+FIGURES = ["failed", "accepted", "lost", "duplicated", "recovery"]  # after what was sent
 HEADERS = {
-    "reliability": ["fault or input", "requests sent", "failed", "accepted", "lost", "duplicated", "recovery"],
-    "operations": [
-        "operation (molecule/multihost)",
-        "requests sent",
-        "failed",
-        "accepted",
-        "lost",
-        "duplicated",
-        "recovery",
-    ],
+    "reliability": ["fault or input", "requests sent", *FIGURES],
+    "operations": ["operation (molecule/multihost)", "requests sent", *FIGURES],
     "browser": ["edge case (headless Chromium)", "requests", "events made", "lost", "duplicated", "recovery"],
-    "power": [
-        "power cut (tests/service/test_power_loss.py)",
-        "answered 202",
-        "failed",
-        "accepted",
-        "lost",
-        "duplicated",
-        "recovery",
+    "power": ["power cut (tests/service/test_power_loss.py)", "answered 202", *FIGURES],
+    "failover": ["Redis primary lost (tests/service/test_failover.py)", "requests sent", *FIGURES],
+    "redis-hosts": [
+        "Redis host lost (roles/redis/molecule: three hosts, down after 2 s)",
+        "promoted after",
+        "first write to the new primary after",
+        "the old primary a replica again after it returned",
+        "next converge",
     ],
     "internet": [
         "one address attacks, another client posts (the role's HAProxy, a real backend)",
@@ -48,6 +42,8 @@ def rows_file(table: str) -> Path:
 
 
 def _cells(table: str, r: dict) -> list[object]:
+    if table == "redis-hosts":
+        return [r["case"], r["promoted"], r["written"], r["rejoined"], r["recovery"]]
     if table == "browser":
         return [r["case"], r["sent"], r["accepted"], r["lost"], r["duplicated"], r["recovery"]]
     if table == "internet":

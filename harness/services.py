@@ -163,6 +163,35 @@ class TlsRedisServer(RedisServer):
             return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
 
 
+class SentinelServer(Process):
+    """A Redis Sentinel watching the primary at `primary_port` as `service` (quorum 2 of three), with
+    the short timeouts of a test: down after 1 s, a failover retried after 4 s."""
+
+    def __init__(self, workdir: Path, primary_port: int, service: str = "uqcrowd", password: str = "") -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        super().__init__(workdir / f"sentinel-{self.port}.out")
+        self.config = workdir / f"sentinel-{self.port}.conf"  # Sentinel rewrites it with what it learns
+        lines = [
+            f"port {self.port}",
+            "bind 127.0.0.1",
+            f"dir {workdir}",
+            f"sentinel monitor {service} 127.0.0.1 {primary_port} 2",
+            f"sentinel down-after-milliseconds {service} 1000",
+            f"sentinel failover-timeout {service} 4000",
+            *([f"sentinel auth-pass {service} {password}"] if password else []),
+        ]
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def command(self) -> list[str]:
+        return ["redis-server", str(self.config), "--sentinel"]
+
+    def ready(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+
+
 class ElasticsearchServer(Process):
     """The official integ-test-zip, unpacked once, run with the host's Java 17 and a small heap."""
 

@@ -45,6 +45,17 @@ def _list(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, default).split(",") if item.strip())
 
 
+def _addresses(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
+    """ "10.0.0.1:26379,[fd00::1]:26379" -> (("10.0.0.1", 26379), ("fd00::1", 26379))."""
+    addresses = []
+    for item in _list(env, name, ""):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"{name}: {item!r} is not host:port")
+        addresses.append((host.strip("[]"), int(port)))
+    return tuple(addresses)
+
+
 def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[Network, ...]:
     try:
         return tuple(ipaddress.ip_network(item, strict=False) for item in _list(env, name, default))
@@ -155,13 +166,50 @@ class RedisSettings:
     ca_file: str = setting(
         "UQCROWD_REDIS_CA_FILE", "The CA a `rediss://` Redis is verified with (else the system's).", ""
     )
+    sentinels: tuple[tuple[str, int], ...] = setting(
+        "UQCROWD_REDIS_SENTINELS",
+        "Redis Sentinels, `host:port,host:port,...`: the service writes to the primary they name (with the"
+        " URL's scheme, user and password; its host and port are then unused) and follows a promotion."
+        " Empty: the URL's Redis.",
+        (),
+    )
+    service: str = setting("UQCROWD_REDIS_SERVICE", "The primary's name in the Sentinels' configuration.", "uqcrowd")
+    sentinel_password: str = setting(
+        "UQCROWD_REDIS_SENTINEL_PASSWORD", "The Sentinels' password (their `requirepass`), if any.", "", secret=True
+    )
+    replicas: int = setting(
+        "UQCROWD_REDIS_REPLICAS",
+        "An insert is answered 202 only once this many replicas hold it too (Redis's `WAIT`); 0: once the"
+        " primary has it.",
+        0,
+    )
+    replica_wait_ms: int = setting(
+        "UQCROWD_REDIS_REPLICA_WAIT_MS", "How long an insert waits for its replicas, in milliseconds.", 1000
+    )
+    without_replica: Literal["refuse", "accept"] = setting(
+        "UQCROWD_REDIS_WITHOUT_REPLICA",
+        "When fewer replicas than `UQCROWD_REDIS_REPLICAS` acknowledge an insert in time: `refuse` answers"
+        " 503 (the page keeps its events and sends them again; the primary's copy and the new one are one"
+        " document each, by their ids), `accept` answers 202 on the primary's copy alone and counts it"
+        " (`uqcrowd_inserts_unreplicated_total`).",
+        "refuse",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RedisSettings:
+        without_replica = env.get("UQCROWD_REDIS_WITHOUT_REPLICA", "") or cls.without_replica
+        if without_replica not in ("refuse", "accept"):
+            raise ConfigError(f"UQCROWD_REDIS_WITHOUT_REPLICA={without_replica!r} is not refuse or accept")
         return cls(
             url=env.get("UQCROWD_REDIS_URL", cls.url),
             prefix=env.get("UQCROWD_REDIS_PREFIX", cls.prefix),
             ca_file=env.get("UQCROWD_REDIS_CA_FILE", ""),
+            sentinels=_addresses(env, "UQCROWD_REDIS_SENTINELS"),
+            service=env.get("UQCROWD_REDIS_SERVICE", "") or cls.service,
+            sentinel_password=env.get("UQCROWD_REDIS_SENTINEL_PASSWORD", ""),
+            replicas=_int(env, "UQCROWD_REDIS_REPLICAS", cls.replicas),
+            replica_wait_ms=_int(env, "UQCROWD_REDIS_REPLICA_WAIT_MS", cls.replica_wait_ms, minimum=1),
+            without_replica="accept" if without_replica == "accept" else "refuse",
         )
 
 

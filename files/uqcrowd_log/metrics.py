@@ -6,7 +6,7 @@ The counters live in Redis (one hash per installation), so every backend process
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
@@ -15,20 +15,30 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from . import __version__
 from .queue import snapshot
 from .queue.keys import Keys
+from .queue.topology import Topology
 
 REJECTED = "rejected:"
 
 
 class QueueCollector:
-    def __init__(self, client: redis.Redis, keys: Keys, dead_letter_limit: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        dead_letter_limit: int,
+        topology: Callable[[], Topology] | None = None,
+    ) -> None:
         self.client = client
         self.keys = keys
         self.dead_letter_limit = dead_letter_limit
+        self.topology = topology  # with Sentinels: which Redis is the primary, its replicas
 
     def collect(self) -> Iterator[Metric]:
         build = GaugeMetricFamily("uqcrowd_build_info", "The version of the process that answered", labels=["version"])
         build.add_metric([__version__], 1)
         yield build
+        if self.topology is not None:
+            yield from replication(self.topology)
         up = GaugeMetricFamily("uqcrowd_redis_up", "1 when the metrics could be read from Redis")
         try:
             now = snapshot.take(self.client, self.keys)
@@ -57,6 +67,11 @@ class QueueCollector:
                 "uqcrowd_events_withdrawn",
                 "withdrawn",
                 "Events of withdrawn workers dropped (at ingest, or queued before the withdrawal), never stored",
+            ),
+            (
+                "uqcrowd_inserts_unreplicated",
+                "unreplicated",
+                "Inserts answered 202 though fewer replicas than asked for held them (without_replica: accept)",
             ),
             (
                 "uqcrowd_events_quarantine_dropped",
@@ -103,7 +118,29 @@ class QueueCollector:
         )
 
 
-def render(client: redis.Redis, keys: Keys, dead_letter_limit: int) -> bytes:
+def replication(topology: Callable[[], Topology]) -> Iterator[Metric]:
+    """The Sentinels' view: 0 Sentinels answering when none does."""
+    sentinels = GaugeMetricFamily("uqcrowd_redis_sentinels", "Sentinels that know the primary (0: none answers)")
+    try:
+        now = topology()
+    except redis.RedisError:
+        sentinels.add_metric([], 0)
+        yield sentinels
+        return
+    sentinels.add_metric([], now.sentinels)
+    yield sentinels
+    primary = GaugeMetricFamily("uqcrowd_redis_primary", "The Redis the Sentinels name the primary", labels=["address"])
+    primary.add_metric([now.primary], 1)
+    yield primary
+    yield GaugeMetricFamily("uqcrowd_redis_replicas", "Replicas the Sentinels know of", value=now.replicas)
+    yield GaugeMetricFamily(
+        "uqcrowd_redis_replicas_in_sync", "Replicas linked to the primary (the Sentinels' view)", value=now.in_sync
+    )
+
+
+def render(
+    client: redis.Redis, keys: Keys, dead_letter_limit: int, topology: Callable[[], Topology] | None = None
+) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QueueCollector(client, keys, dead_letter_limit))
+    registry.register(QueueCollector(client, keys, dead_letter_limit, topology))
     return generate_latest(registry)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -18,10 +19,11 @@ from .events import BadInput, Invalid, drop_workers, parse_batch, prepare, scree
 from .metrics import render
 from .origins import allow_origin, origin_allowed
 from .proxies import client_ip, in_networks, recorded_ip
-from .queue.connection import client_of
+from .queue.connection import client_of, sentinels_of
 from .queue.keys import Keys
 from .queue.producer import Producer, QueueFull
 from .queue.side_lists import SideLimits, SideLists
+from .queue.topology import read as read_topology
 from .sinks import Sink
 from .sinks.queue import QueueSink
 from .unavailable import StoreUnavailable
@@ -142,8 +144,10 @@ def metrics() -> Response:
     if not in_networks(_client_address(settings), settings.ingest.metrics_allowed):
         return _error(403, "metrics are only served to the monitoring hosts")
     producer = _producer()
+    sentinels = current_app.extensions["uqcrowd"]["sentinels"]
+    topology = partial(read_topology, sentinels, settings.redis.service) if sentinels else None
     return Response(
-        render(producer.client, producer.keys, settings.queue.dead_letter_max), mimetype=CONTENT_TYPE_LATEST
+        render(producer.client, producer.keys, settings.queue.dead_letter_max, topology), mimetype=CONTENT_TYPE_LATEST
     )
 
 
@@ -206,6 +210,7 @@ def create_app(settings: Settings, sink: Sink | None = None) -> Flask:
         "producer": producer,
         "withdrawn": Register.from_settings(settings, client),
         "tracker": tracker_script,
+        "sentinels": sentinels_of(settings.redis),  # the metrics say which Redis is primary
     }
     app.register_blueprint(api)
     app.after_request(_cors)

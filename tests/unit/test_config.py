@@ -72,3 +72,15 @@ def test_flags_are_read_as_experiment_to_rules_and_bad_json_is_refused_in_one_li
         with pytest.raises(ConfigError, match="UQCROWD_FLAGS") as refused:
             Settings.from_env({"UQCROWD_FLAGS": bad})
         assert "\n" not in str(refused.value)
+
+
+def test_sentinels_are_host_port_pairs_and_a_bad_one_is_named():
+    redis = Settings.from_env(
+        {"UQCROWD_REDIS_SENTINELS": "10.0.0.1:26379, [fd00::2]:26380", "UQCROWD_REDIS_REPLICAS": "1"}
+    ).redis
+    assert redis.sentinels == (("10.0.0.1", 26379), ("fd00::2", 26380))
+    assert (redis.replicas, redis.without_replica) == (1, "refuse")  # the safe default: 503, the page keeps it
+    with pytest.raises(ConfigError, match=r"UQCROWD_REDIS_SENTINELS: '10\.0\.0\.3' is not host:port"):
+        Settings.from_env({"UQCROWD_REDIS_SENTINELS": "10.0.0.1:26379,10.0.0.3"})
+    with pytest.raises(ConfigError, match="UQCROWD_REDIS_WITHOUT_REPLICA='drop' is not refuse or accept"):
+        Settings.from_env({"UQCROWD_REDIS_WITHOUT_REPLICA": "drop"})

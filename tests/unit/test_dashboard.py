@@ -107,7 +107,10 @@ uqcrowd_events_accepted_total 7.0
 
 
 def test_the_health_page_reads_the_gauges_it_shows_and_the_indexers_open_faults():
-    assert parse_metrics(METRICS) == ({"uqcrowd_queue_depth": 42.0}, ["app: flood stage"])
+    assert parse_metrics(METRICS) == ({"uqcrowd_queue_depth": 42.0}, ["app: flood stage"], "")
+    replicated = METRICS + 'uqcrowd_redis_primary{address="10.0.0.12:6379"} 1.0\nuqcrowd_redis_replicas_in_sync 2.0\n'
+    gauges, _, primary = parse_metrics(replicated)
+    assert (gauges["uqcrowd_redis_replicas_in_sync"], primary) == (2.0, "10.0.0.12:6379")
 
 
 def test_open_incidents_are_the_monitorings_bad_checks_oldest_first(tmp_path):

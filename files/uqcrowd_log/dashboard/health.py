@@ -23,6 +23,8 @@ SHOWN = {
     "uqcrowd_indexer_lag_seconds": "age of the oldest event not yet indexed (s)",
     "uqcrowd_dead_letter_depth": "events Elasticsearch refused (dead letters)",
     "uqcrowd_quarantine_depth": "invalid events kept aside (quarantine)",
+    "uqcrowd_redis_replicas_in_sync": "Redis replicas in sync with the primary (with three Redis hosts)",
+    "uqcrowd_redis_sentinels": "Sentinels answering (with three Redis hosts)",
 }
 
 
@@ -40,19 +42,24 @@ class Health:
     indexer_faults: list[str] = field(default_factory=list)
     metrics_error: str = ""
     faults: list[Fault] = field(default_factory=list)
+    redis_primary: str = ""  # with replicas: the Redis the Sentinels name the primary
 
 
-def parse_metrics(text: str) -> tuple[dict[str, float], list[str]]:
-    """The SHOWN gauges of a /logger/metrics text, and the indexer's faults ("consumer: what")."""
+def parse_metrics(text: str) -> tuple[dict[str, float], list[str], str]:
+    """The SHOWN gauges of a /logger/metrics text, the indexer's faults ("consumer: what"), and the
+    Redis primary the Sentinels name ("" without replicas)."""
     gauges: dict[str, float] = {}
     faults: list[str] = []
+    primary = ""
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name in SHOWN:
                 gauges[sample.name] = sample.value
             elif sample.name == "uqcrowd_indexer_fault" and sample.value:
                 faults.append(f"{sample.labels.get('consumer', '?')}: {sample.labels.get('what', '?')}")
-    return gauges, faults
+            elif sample.name == "uqcrowd_redis_primary":
+                primary = sample.labels.get("address", "")
+    return gauges, faults, primary
 
 
 def open_faults(state_dir: Path) -> list[Fault]:
@@ -87,7 +94,7 @@ def read_health(metrics_url: str, ca_file: str, state_dir: Path, backends: tuple
         health.backends = dict(zip(backends, pool.map(lambda url: probe(url, context), backends), strict=True))
     try:
         with urllib.request.urlopen(metrics_url, timeout=5, context=context) as answer:
-            health.gauges, health.indexer_faults = parse_metrics(answer.read().decode())
+            health.gauges, health.indexer_faults, health.redis_primary = parse_metrics(answer.read().decode())
     except (OSError, ValueError) as error:
         health.metrics_error = f"{metrics_url}: {getattr(error, 'reason', error)}"
     return health

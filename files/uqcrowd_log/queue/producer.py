@@ -3,6 +3,8 @@ say whether Redis takes writes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import redis
 
 from ..config import Settings
@@ -18,11 +20,33 @@ class QueueFull(Exception):
     """The queued events exceed the high-water mark (or Redis its maxmemory): retry later."""
 
 
+class Unreplicated(Exception):
+    """Fewer replicas than asked for acknowledged an insert in time (the primary holds it)."""
+
+
+@dataclass(frozen=True)
+class Replication:
+    """How many replicas must hold an insert before it is answered, how long to wait for them, and
+    whether to answer anyway (counted) when they do not."""
+
+    replicas: int = 0
+    wait_ms: int = 1000
+    accept_without: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings) -> Replication:
+        r = settings.redis
+        return cls(r.replicas, r.replica_wait_ms, r.without_replica == "accept")
+
+
 class Producer:
-    def __init__(self, client: redis.Redis, keys: Keys, quarantine_limits: SideLimits) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, quarantine_limits: SideLimits, replication: Replication = Replication()
+    ) -> None:
         self.client = client
         self.keys = keys
         self.quarantine_limits = quarantine_limits
+        self.replication = replication
         self._enqueue = scripts.load(client, "enqueue")
         self._quarantine = scripts.load(client, "quarantine")
         self._count = scripts.load(client, "count")
@@ -30,20 +54,34 @@ class Producer:
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> Producer:
         client = client or client_of(settings)
-        return cls(client, Keys.of(settings.redis.prefix), SideLimits.quarantine(settings))
+        keys, limits = Keys.of(settings.redis.prefix), SideLimits.quarantine(settings)
+        return cls(client, keys, limits, Replication.of(settings))
 
     def put(self, events: list[Prepared], high_water_bytes: int) -> int:
-        """Append all events, as one entry, or none; returns the queued bytes after it."""
+        """Append all events, as one entry, or none; returns the queued bytes after it. With replicas
+        asked for, it returns once they hold the entry too (WAIT on the same connection, in the same
+        round trip); Unreplicated if they do not in time, unless the replication accepts that."""
         lengths, data = pack(events)
-        k = self.keys
+        k, replication = self.keys, self.replication
         keys = [k.stream, k.queued_bytes, k.queued_events, k.stats, k.quarantine_bytes, k.dead_letter_bytes]
+        args = [high_water_bytes, lengths, data, len(events)]
         try:
-            queued = int(self._enqueue(keys=keys, args=[high_water_bytes, lengths, data, len(events)]))
+            if not replication.replicas:
+                queued, acknowledged = self._enqueue(keys=keys, args=args), []
+            else:
+                with self.client.pipeline(transaction=False) as pipe:
+                    self._enqueue(keys=keys, args=args, client=pipe)
+                    pipe.execute_command("WAIT", replication.replicas, replication.wait_ms)
+                    queued, *acknowledged = pipe.execute()
         except redis.exceptions.OutOfMemoryError:
             raise QueueFull("redis is at its maxmemory") from None
-        if queued < 0:
+        if int(queued) < 0:
             raise QueueFull(f"queued and set-aside events exceed {high_water_bytes} bytes")
-        return queued
+        if acknowledged and int(acknowledged[0]) < replication.replicas:
+            if not replication.accept_without:
+                raise Unreplicated(f"{acknowledged[0]} of {replication.replicas} replicas hold the insert")
+            self.count("unreplicated")
+        return int(queued)
 
     def quarantine(self, invalid: list[Invalid], received: str, client_ip: str | None) -> None:
         """Keep events refused at the door, with their reason, and count them by reason."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 
 from ..events import Prepared
-from ..queue.producer import Producer
+from ..queue.producer import Producer, Unreplicated
 from ..unavailable import StoreUnavailable
 
 
@@ -17,7 +17,7 @@ class QueueSink:
     def put(self, events: list[Prepared]) -> None:
         try:
             self.producer.put(events, self.high_water_bytes)
-        except redis.RedisError as exc:
+        except (redis.RedisError, Unreplicated) as exc:
             raise StoreUnavailable(f"redis: {exc}") from None
 
     def unready(self) -> str:

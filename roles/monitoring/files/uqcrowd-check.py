@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """UQCrowd-Log health checks, run by cron; Slack hears once per incident.
 
-    uqcrowd-check elasticsearch | logger | queue | dead-letters | indexer | disk  [...]
+    uqcrowd-check elasticsearch | logger | queue | dead-letters | indexer | disk | replication  [...]
 
 Each check keeps its state in STATE_DIR/<check>.json. A message goes out when a check turns bad,
 as a reminder at most every REPEAT_MINUTES while it stays bad, and once when it recovers.
@@ -178,6 +178,30 @@ def check_disk(config: dict, state: dict) -> Result:
     return ok, f"{', '.join(seen)} (minimum {config['disk_min_free_percent']}%)"
 
 
+def check_replication(config: dict, state: dict) -> Result:
+    """With Redis replicas: the Sentinels answer, every replica is in sync, and the primary is the one of
+    the last check. A failover is one alert, cleared by the next check once the replicas are back in sync."""
+    status, text = request(config["metrics_url"], cafile=config.get("metrics_ca_file", ""))
+    if status != 200:
+        raise ValueError(f"{config['metrics_url']} answered {status or 'nothing'}")
+    found = samples(text)
+    value = {s.name: s.value for s in found if not s.labels}
+    primary = next((s.labels["address"] for s in found if s.name == "uqcrowd_redis_primary"), "")
+    sentinels, in_sync = value.get("uqcrowd_redis_sentinels", 0.0), value.get("uqcrowd_redis_replicas_in_sync", 0.0)
+    wanted = config["redis_replicas"]
+    before = state.get("primary") or primary
+    state["primary"] = primary or before
+    problems = []
+    if not sentinels:
+        problems.append("no Sentinel answers")
+    if primary and primary != before:
+        problems.append(f"failover: the primary is now {primary}, was {before}")
+    if in_sync < wanted:
+        problems.append(f"{in_sync:.0f} of {wanted} replicas in sync (a 202 waits for one)")
+    seen = f"Redis primary {primary or '?'}, {in_sync:.0f} of {wanted} replicas in sync, {sentinels:.0f} Sentinels"
+    return not problems, "; ".join([*problems, seen])
+
+
 CHECKS: dict[str, Callable[[dict, dict], Result]] = {
     "elasticsearch": check_elasticsearch,
     "logger": check_logger,
@@ -185,6 +209,7 @@ CHECKS: dict[str, Callable[[dict, dict], Result]] = {
     "dead-letters": check_dead_letters,
     "indexer": check_indexer,
     "disk": check_disk,
+    "replication": check_replication,
 }
 
 

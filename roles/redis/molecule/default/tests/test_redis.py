@@ -1,4 +1,5 @@
-"""Redis as the role leaves it: a durable, password-protected queue on loopback, over TLS only."""
+"""Redis as the role leaves it: a durable, password-protected queue over TLS only. On the scenario's
+first host (the primary), the Sentinels told to wait (no_failover) while these tests stop and restart it."""
 
 from __future__ import annotations
 
@@ -12,20 +13,14 @@ import pytest
 
 from harness.in_container import listening, ports_of
 
+pytestmark = pytest.mark.usefixtures("no_failover")
+
 CA = "/etc/redis/tls/ca.crt"
 CLI = f"redis-cli --tls --cacert {CA}"  # TLS only, verified with the role's CA
 
 
-@pytest.fixture(scope="module")
-def cli(host):
-    password = (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "redis-password").read_text().strip()
-
-    def run(*args: str) -> str:
-        result = host.run(f"REDISCLI_AUTH=%s {CLI} --no-raw " + " ".join(["%s"] * len(args)), password, *args)
-        assert result.rc == 0, result.stderr
-        return result.stdout.strip()
-
-    return run
+def secret(name: str) -> str:
+    return (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / name).read_text().strip()
 
 
 def test_service_running_and_enabled(host):
@@ -34,8 +29,9 @@ def test_service_running_and_enabled(host):
     assert service.is_enabled
 
 
-def test_listens_on_loopback_only(host):
-    assert ports_of(listening(host), 6379) == {"127.0.0.1"}
+def test_listens_on_loopback_and_the_private_address_only(host):
+    private = host.ansible("ansible.builtin.setup", "filter=ansible_default_ipv4")["ansible_facts"]
+    assert ports_of(listening(host), 6379) == {"127.0.0.1", private["ansible_default_ipv4"]["address"]}
 
 
 def test_refuses_commands_without_the_password(host, cli):
@@ -49,7 +45,7 @@ def test_refuses_commands_without_the_password(host, cli):
 def test_the_services_acl_user_has_its_keys_and_no_dangerous_command(host, cli):
     """The service's user (redis_users) queues and reads its stream, and is refused everything else:
     other keys, CONFIG, FLUSHALL, KEYS, ACL, SAVE; redis.conf keeps its password's SHA-256 only."""
-    password = (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "service-password").read_text().strip()
+    password = secret("service-password")
 
     def service(*args: str) -> str:
         command = f"REDISCLI_AUTH=%s {CLI} --user uqcrowd --no-raw " + " ".join(["%s"] * len(args))
@@ -100,9 +96,11 @@ def test_durable_and_never_evicting(cli):
     assert cli("config", "get", "maxmemory-policy").splitlines()[-1].endswith('"noeviction"')
 
 
-def test_config_file_is_not_world_readable(host):
+def test_config_file_is_not_world_readable_nor_redis_s_to_rewrite(host):
+    """Root's: a Sentinel's CONFIG REWRITE after a failover cannot change it (replication.conf says who
+    the primary was at the last converge)."""
     config = host.file("/etc/redis/redis.conf")
-    assert (config.user, config.group, config.mode) == ("redis", "redis", 0o640)
+    assert (config.user, config.group, config.mode) == ("root", "redis", 0o640)
 
 
 def test_queued_entries_survive_a_restart(host, cli):
@@ -129,6 +127,7 @@ def test_a_full_disk_stops_redis_until_there_is_room_and_loses_nothing_acknowled
     try:
         assert host.run("systemctl start redis-server").rc == 0
         wait_for_pong(host)
+        wait_for_a_replica(host)  # min-replicas-to-write 1: until one has caught up, writes are refused
         cli("del", "full-disk")
         fill = (  # 1,000 entries of 10 kB in one session: the 4 MB are full long before the end
             "pad=$(head -c 10000 /dev/zero | tr '\\0' x); for n in $(seq 1000); do"
@@ -144,6 +143,7 @@ def test_a_full_disk_stops_redis_until_there_is_room_and_loses_nothing_acknowled
         assert host.run("mount -o remount,size=64m /var/lib/redis").rc == 0  # space freed
         wait_for_pong(host, 30)
         assert int(cli("xlen", "full-disk").split()[-1]) >= acknowledged
+        wait_for_a_replica(host)
         assert "-" in cli("xadd", "full-disk", "*", "n", "after")
     finally:
         host.run("systemctl stop redis-server; umount /var/lib/redis; rm -rf /var/lib/redis.before")
@@ -152,7 +152,16 @@ def test_a_full_disk_stops_redis_until_there_is_room_and_loses_nothing_acknowled
 
 
 def password() -> str:
-    return (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "redis-password").read_text().strip()
+    return secret("redis-password")
+
+
+def wait_for_a_replica(host, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if "state=online" in host.run(f"REDISCLI_AUTH=%s {CLI} INFO replication", password()).stdout:
+            return
+        time.sleep(0.5)
+    raise AssertionError("no replica in sync")
 
 
 def wait_for_pong(host, seconds: float = 20) -> None:

@@ -1,0 +1,156 @@
+"""Three Redis hosts as roles/redis leaves them with redis_peers and a Sentinel on each: the first the
+primary, the others its replicas in sync, over TLS verified with the hosts' CAs; the Sentinels agree on
+the primary, and when it dies (its Redis and its Sentinel killed: a container started again would come
+back at another address, which a real host does not) promote a replica, and the old primary returns as
+a replica of the new one; the next converge writes down what they decided without restarting Redis,
+and the one after changes nothing."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.playbook import run, run_unchanged
+from harness.report import record
+
+TRUSTED = "/etc/redis/tls/trusted.crt"  # the three hosts' CAs
+SERVICE = "uqcrowd"
+CONVERGE = "roles/redis/molecule/default/converge.yml"
+
+
+def secret(name: str) -> str:
+    return (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / name).read_text().strip()
+
+
+def redis(host, *args: str, port: int = 6379, password: str = "") -> str:
+    """redis-cli over TLS to this host's Redis (or its Sentinel: port 26379), as the default user."""
+    password = password or secret("redis-password" if port == 6379 else "sentinel-password")
+    command = f"REDISCLI_AUTH=%s redis-cli --tls --cacert {TRUSTED} -p {port} " + " ".join(["%s"] * len(args))
+    return host.run(command, password, *args).stdout.strip()
+
+
+def sentinel(host, *args: str) -> str:
+    return redis(host, "SENTINEL", *args, port=26379)
+
+
+def address(host) -> str:
+    facts = host.ansible("ansible.builtin.setup", "filter=ansible_default_ipv4")["ansible_facts"]
+    return facts["ansible_default_ipv4"]["address"]
+
+
+def info(host) -> dict[str, str]:
+    lines = redis(host, "INFO", "replication").splitlines()
+    return dict(line.split(":", 1) for line in lines if ":" in line)
+
+
+def primary_by(host) -> str:
+    """The primary this host's Sentinel names, "address:port" ("" if it names none)."""
+    return ":".join(sentinel(host, "get-master-addr-by-name", SERVICE).split())
+
+
+def wait(check, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not after {seconds:.0f} s")
+
+
+def in_sync(primary, replicas: int) -> bool:
+    now = info(primary)
+    return now.get("role") == "master" and sum("state=online" in now.get(f"slave{i}", "") for i in range(3)) == replicas
+
+
+def test_the_first_host_is_primary_with_two_replicas_in_sync_over_tls(hosts):
+    first, *others = hosts.values()
+    wait(lambda: in_sync(first, 2), 30, "two replicas in sync")
+    assert written(first, "uqcrowd-log:replicated")
+    for replica in others:
+        now = info(replica)
+        assert (now["role"], now["master_host"], now["master_link_status"]) == ("slave", address(first), "up")
+        wait(lambda r=replica: redis(r, "XLEN", "uqcrowd-log:replicated") == "1", 10, "the entry on the replica")
+        assert "READONLY" in redis(replica, "XADD", "uqcrowd-log:replicated", "*", "n", "2")
+        trusted = replica.file(TRUSTED).content_string
+        assert trusted.count("BEGIN CERTIFICATE") == 3  # its own CA and its two peers'
+        assert first.file("/etc/redis/tls/ca.crt").content_string in trusted
+    redis(first, "DEL", "uqcrowd-log:replicated")
+
+
+def test_every_sentinel_names_the_first_host_and_knows_the_others_and_asks_a_password(hosts):
+    first = next(iter(hosts.values()))
+    for host in hosts.values():
+        assert primary_by(host) == f"{address(first)}:6379"
+        fields = sentinel(host, "master", SERVICE).splitlines()
+        known = dict(zip(fields[::2], fields[1::2], strict=False))
+        assert (known["num-slaves"], known["num-other-sentinels"], known["quorum"]) == ("2", "2", "2"), known
+        refused = host.run(f"redis-cli --tls --cacert {TRUSTED} -p 26379 SENTINEL masters")
+        assert "NOAUTH" in refused.stdout + refused.stderr
+        plain = host.run("redis-cli -p 26379 PING")
+        assert "PONG" not in plain.stdout
+
+
+def test_the_primary_refuses_writes_while_no_replica_is_connected(hosts):
+    """min-replicas-to-write 1: a primary cut off from its replicas acknowledges nothing (NOREPLICAS),
+    so nothing it answered can be dropped by a promotion on the other side."""
+    first, *others = hosts.values()
+    for replica in others:
+        assert replica.run("systemctl stop redis-server").rc == 0
+    try:
+        wait(lambda: "NOREPLICAS" in redis(first, "SET", "uqcrowd-log:x", "1"), 15, "the primary refusing writes")
+    finally:
+        for replica in others:
+            replica.run("systemctl start redis-server")
+    wait(lambda: in_sync(first, 2), 30, "the replicas back in sync")
+    assert redis(first, "SET", "uqcrowd-log:x", "1") == "OK"
+    redis(first, "DEL", "uqcrowd-log:x")
+
+
+def written(host, key: str) -> str:
+    """The id of an entry appended to `key` on this host's Redis ("" if refused)."""
+    answer = redis(host, "XADD", key, "*", "n", "1")
+    return answer if answer.count("-") == 1 and " " not in answer else ""
+
+
+@pytest.mark.leaves_changes
+def test_the_primary_host_killed_a_replica_is_promoted_and_the_old_primary_returns_as_its_replica(hosts):
+    first, second, third = hosts.values()
+    before = f"{address(first)}:6379"
+    killed = time.monotonic()
+    units = "redis-server redis-sentinel"
+    dead = first.run(f"systemctl kill --signal=KILL {units}; systemctl stop {units}")
+    assert dead.rc == 0, dead.stderr
+    promoted = wait(lambda: (now := primary_by(second)) not in ("", before) and now, 60, "a promotion")
+    promoted_after = time.monotonic() - killed
+    wait(lambda: primary_by(third) == promoted, 10, "the other Sentinel naming it too")  # told a moment later
+    new = next(host for host in (second, third) if f"{address(host)}:6379" == promoted)
+    entry = wait(lambda: written(new, "uqcrowd-log:after"), 30, "a write to the new primary")
+    written_after = time.monotonic() - killed
+    returned = time.monotonic()
+    assert first.run("systemctl start redis-server redis-sentinel").rc == 0  # the host is back
+    wait(lambda: info(first).get("master_link_status") == "up", 90, "the old primary back as a replica")
+    rejoined_after = time.monotonic() - returned
+    assert info(first)["role"] == "slave"
+    assert entry in redis(first, "XRANGE", "uqcrowd-log:after", "-", "+")
+
+    for host in hosts.values():  # the Sentinels' CONFIG REWRITE was refused: Ansible's file, untouched
+        assert host.file("/etc/redis/redis.conf").user == "root"
+    output = run(CONVERGE)  # writes down the Sentinels' decision (replication.conf), restarting nothing
+    assert "RUNNING HANDLER [redis : Restart redis]" not in output
+    assert f"replicaof {promoted.replace(':', ' ')}" in first.file("/etc/redis/replication.conf").content_string
+    assert "This host is the primary" in new.file("/etc/redis/replication.conf").content_string
+    run_unchanged(CONVERGE)
+    redis(new, "DEL", "uqcrowd-log:after")
+    record(
+        "the primary's Redis and Sentinel killed (SIGKILL), then started again",
+        {
+            "promoted": f"{promoted_after:.1f} s",
+            "written": f"{written_after:.1f} s",
+            "rejoined": f"{rejoined_after:.1f} s",
+        },
+        "replication.conf written down, Redis not restarted; the one after: changed=0",
+        table="redis-hosts",
+    )
