@@ -135,10 +135,13 @@ def from_here(address: str, port: int) -> str:
 
 
 def test_the_firewall_opens_redis_elasticsearch_and_backends_only_to_the_hosts_using_them(lb, app, data, addresses):
-    """Redis to the loggers, Elasticsearch's HTTP to the loggers, the monitoring and its nodes, the backends
-    to HAProxy's host; lb (in the inventory, needing neither) and this machine (outside it) get nothing."""
+    """Redis and its Sentinels to the loggers, Elasticsearch's HTTP to the loggers, the monitoring and its
+    nodes, the backends to HAProxy's host; lb (in the inventory, needing neither) and this machine
+    (outside it) get nothing."""
     clients = {"lb": lb, "app": app, "data": data}
-    ports = [("data", 6379, "app"), ("data", 9200, "app"), ("data", 9201, "app"), ("app", 5001, "lb")]  # 9201: es2
+    # 9201: es2's HTTP; 26380: es2's Sentinel (Redis's three hosts share data's network)
+    ports = [("data", 6379, "app"), ("data", 26380, "app"), ("data", 9200, "app"), ("data", 9201, "app")]
+    ports += [("app", 5001, "lb")]
     seen, expected = {}, {}
     for server, port, allowed in ports:
         for name, client in clients.items():
@@ -246,7 +249,7 @@ def test_each_host_monitors_what_concerns_it(lb, app, data):
     assert cron_checks(app) == [
         "/opt/uqcrowd-log/start.sh --unless-stopped",
         "/usr/local/bin/uqcrowd-check elasticsearch",
-        "/usr/local/bin/uqcrowd-check logger queue dead-letters indexer",
+        "/usr/local/bin/uqcrowd-check logger queue dead-letters indexer replication",
     ]
     assert cron_checks(data) == ["/usr/local/bin/uqcrowd-check disk"]
 
