@@ -12,11 +12,12 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Mode = Literal["queue", "direct"]
 IpMode = Literal["full", "truncated", "none"]
+WithoutReplica = Literal["refuse", "accept"]
 
 
 class ConfigError(ValueError):
@@ -26,6 +27,15 @@ class ConfigError(ValueError):
 def setting(env: str, doc: str, default: Any = MISSING, *, factory: Any = MISSING, secret: bool = False) -> Any:
     """A field read from the environment variable `env`, described by `doc` (one sentence or two)."""
     return field(default=default, default_factory=factory, repr=not secret, metadata={"env": env, "doc": doc})
+
+
+def _choice(env: Mapping[str, str], name: str, choices: Any, default: str) -> Any:
+    """One of the values of the Literal type `choices` (`default` when unset)."""
+    value = env.get(name, "").strip() or default
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} must be one of: {', '.join(allowed)}")
+    return value
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -186,7 +196,7 @@ class RedisSettings:
     replica_wait_ms: int = setting(
         "UQCROWD_REDIS_REPLICA_WAIT_MS", "How long an insert waits for its replicas, in milliseconds.", 1000
     )
-    without_replica: Literal["refuse", "accept"] = setting(
+    without_replica: WithoutReplica = setting(
         "UQCROWD_REDIS_WITHOUT_REPLICA",
         "When fewer replicas than `UQCROWD_REDIS_REPLICAS` acknowledge an insert in time: `refuse` answers"
         " 503 (the page keeps its events and sends them again; the primary's copy and the new one are one"
@@ -197,9 +207,6 @@ class RedisSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RedisSettings:
-        without_replica = env.get("UQCROWD_REDIS_WITHOUT_REPLICA", "") or cls.without_replica
-        if without_replica not in ("refuse", "accept"):
-            raise ConfigError(f"UQCROWD_REDIS_WITHOUT_REPLICA={without_replica!r} is not refuse or accept")
         return cls(
             url=env.get("UQCROWD_REDIS_URL", cls.url),
             prefix=env.get("UQCROWD_REDIS_PREFIX", cls.prefix),
@@ -209,7 +216,7 @@ class RedisSettings:
             sentinel_password=env.get("UQCROWD_REDIS_SENTINEL_PASSWORD", ""),
             replicas=_int(env, "UQCROWD_REDIS_REPLICAS", cls.replicas),
             replica_wait_ms=_int(env, "UQCROWD_REDIS_REPLICA_WAIT_MS", cls.replica_wait_ms, minimum=1),
-            without_replica="accept" if without_replica == "accept" else "refuse",
+            without_replica=_choice(env, "UQCROWD_REDIS_WITHOUT_REPLICA", WithoutReplica, cls.without_replica),
         )
 
 
@@ -352,15 +359,9 @@ class IngestSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
-        mode = env.get("UQCROWD_MODE", "queue").strip() or "queue"
-        if mode not in ("queue", "direct"):
-            raise ConfigError(f"UQCROWD_MODE={mode!r} must be 'queue' or 'direct'")
-        ip_mode = env.get("UQCROWD_CLIENT_IP", "full").strip() or "full"
-        if ip_mode not in ("full", "truncated", "none"):
-            raise ConfigError(f"UQCROWD_CLIENT_IP={ip_mode!r} must be 'full', 'truncated' or 'none'")
         return cls(
-            mode=mode,  # type: ignore[arg-type]
-            client_ip=ip_mode,  # type: ignore[arg-type]
+            mode=_choice(env, "UQCROWD_MODE", Mode, cls.mode),
+            client_ip=_choice(env, "UQCROWD_CLIENT_IP", IpMode, cls.client_ip),
             experiments=_experiments(env.get("UQCROWD_EXPERIMENTS", "")),
             max_batch=_int(env, "UQCROWD_MAX_BATCH", cls.max_batch, 1),
             max_body_bytes=_int(env, "UQCROWD_MAX_BODY_BYTES", cls.max_body_bytes, 1),

@@ -190,7 +190,8 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def create_app(settings: Settings, sink: Sink | None = None) -> Flask:
-    client = client_of(settings)  # one pool for every part the backend plays
+    sentinels = sentinels_of(settings.redis)  # also asked by the metrics: which Redis is primary
+    client = client_of(settings, sentinels)  # one pool for every part the backend plays
     producer = Producer.from_settings(settings, client)
     if sink is None:
         if settings.ingest.mode == "direct":  # imported here: a backend of the queue never loads Elasticsearch's client
@@ -210,7 +211,7 @@ def create_app(settings: Settings, sink: Sink | None = None) -> Flask:
         "producer": producer,
         "withdrawn": Register.from_settings(settings, client),
         "tracker": tracker_script,
-        "sentinels": sentinels_of(settings.redis),  # the metrics say which Redis is primary
+        "sentinels": sentinels,
     }
     app.register_blueprint(api)
     app.after_request(_cors)

@@ -82,5 +82,15 @@ def test_sentinels_are_host_port_pairs_and_a_bad_one_is_named():
     assert (redis.replicas, redis.without_replica) == (1, "refuse")  # the safe default: 503, the page keeps it
     with pytest.raises(ConfigError, match=r"UQCROWD_REDIS_SENTINELS: '10\.0\.0\.3' is not host:port"):
         Settings.from_env({"UQCROWD_REDIS_SENTINELS": "10.0.0.1:26379,10.0.0.3"})
-    with pytest.raises(ConfigError, match="UQCROWD_REDIS_WITHOUT_REPLICA='drop' is not refuse or accept"):
+    with pytest.raises(ConfigError, match="UQCROWD_REDIS_WITHOUT_REPLICA='drop' must be one of: refuse, accept"):
         Settings.from_env({"UQCROWD_REDIS_WITHOUT_REPLICA": "drop"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "allowed"),
+    [("UQCROWD_MODE", "queue, direct"), ("UQCROWD_CLIENT_IP", "full, truncated, none")],
+)
+def test_a_choice_outside_its_values_is_refused_with_the_values_named(variable, allowed):
+    with pytest.raises(ConfigError, match=f"{variable}='sometimes' must be one of: {allowed}$"):
+        Settings.from_env({variable: "sometimes"})
+    assert Settings.from_env({variable: " "}) == Settings.from_env({})  # blank: the default

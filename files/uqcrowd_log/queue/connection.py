@@ -49,10 +49,10 @@ def connect_through_sentinels(redis_settings: RedisSettings, sentinels: Sentinel
     return sentinels.master_for(redis_settings.service, **_TIMEOUTS, **login, **_tls_options(redis_settings))
 
 
-def client_of(settings: Settings) -> redis.Redis:
+def client_of(settings: Settings, sentinels: Sentinel | None = None) -> redis.Redis:
     """The client of the Redis the settings name (UQCROWD_REDIS_URL, UQCROWD_REDIS_CA_FILE, or
-    UQCROWD_REDIS_SENTINELS and UQCROWD_REDIS_SERVICE)."""
-    sentinels = sentinels_of(settings.redis)
+    UQCROWD_REDIS_SENTINELS and UQCROWD_REDIS_SERVICE), through `sentinels` when the caller holds them."""
+    sentinels = sentinels or sentinels_of(settings.redis)
     if sentinels is not None:
         return connect_through_sentinels(settings.redis, sentinels)
     return connect(settings.redis.url, settings.redis.ca_file)
