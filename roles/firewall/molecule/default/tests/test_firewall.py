@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 
 import pytest
 
@@ -38,10 +39,10 @@ def test_the_host_itself_reaches_every_port(host, address):
         assert host.run(f"python3 -c 'import socket; socket.create_connection((\"{address}\", {port}), 3)'").rc == 0
 
 
-def dropped(host) -> int:
-    """Packets the "nobody" rule has dropped so far (its counter)."""
+def dropped(host, rule: str = "nobody") -> int:
+    """Packets the rule has dropped so far (its counter)."""
     ruleset = host.check_output("nft list table inet uqcrowd_log")
-    match = re.search(r'counter packets (\d+) bytes \d+ drop comment "nobody"', ruleset)
+    match = re.search(rf'counter packets (\d+) bytes \d+ drop comment "{rule}"', ruleset)
     assert match, ruleset
     return int(match.group(1))
 
@@ -53,6 +54,25 @@ def test_the_table_is_loaded_at_boot_and_counts_what_it_drops(host, address):
     before = dropped(host)
     assert not reachable(address, 7003)
     assert dropped(host) > before  # the SYN and its retries
+
+
+def send(address: str, protocol: int, count: int = 3) -> None:
+    """IP packets of `protocol` from this machine (a raw socket: root)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, protocol) as raw:
+        for _ in range(count):
+            raw.sendto(b"\x21\x01\x64\x01\x00\x01\x00\x00", (address, 0))
+
+
+def test_an_ip_protocol_is_let_in_from_its_allowed_source_only(host, address):
+    """VRRP (112) from this machine is let in; protocol 253 from it is dropped, and counted."""
+    vrrp, experiments = dropped(host, "vrrp"), dropped(host, "experiments")
+    send(address, 112)
+    send(address, 253)
+    deadline = time.monotonic() + 10
+    while dropped(host, "experiments") < experiments + 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert dropped(host, "experiments") == experiments + 3
+    assert dropped(host, "vrrp") == vrrp
 
 
 def test_a_reload_of_the_hosts_own_ruleset_which_flushes_everything_loads_the_table_again(host, address):
