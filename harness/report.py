@@ -2,7 +2,8 @@
 quotes (never README.md itself): "reliability" (the Molecule fault tests, on the deployed stack),
 "operations" (molecule/multihost), "browser" (the tracker's edge cases in headless Chromium), "power"
 (power cuts), "failover" (a Redis primary lost, tests/service), "redis-hosts" (roles/redis's three
-hosts) and "internet" (one address attacking while another client posts, tests/service)."""
+hosts), "lb-hosts" (roles/haproxy's two hosts sharing an address) and "internet" (one address attacking
+while another client posts, tests/service)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ HEADERS = {
         "the old primary a replica again after it returned",
         "next converge",
     ],
+    "lb-hosts": ["lb host lost (roles/haproxy/molecule: two hosts, keepalived)", "requests sent", *FIGURES],
     "internet": [
         "one address attacks, another client posts (the role's HAProxy, a real backend)",
         "attacker's requests",

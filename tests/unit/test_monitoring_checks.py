@@ -1,10 +1,12 @@
-"""The monitoring's replication check (roles/monitoring/files/uqcrowd-check.py) on metrics served from
-loopback: healthy with every replica in sync, one incident for a failover (with the replicas it lacks),
-cleared once they are back, and an incident when no Sentinel answers."""
+"""The monitoring's replication and load-balancers checks (roles/monitoring/files/uqcrowd-check.py) on
+servers on loopback: healthy with every replica in sync, one incident for a failover (with the replicas
+it lacks), cleared once they are back, and an incident when no Sentinel answers; a load balancer that
+does not answer named."""
 
 from __future__ import annotations
 
 import importlib.util
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,3 +76,21 @@ def test_a_failover_is_one_incident_cleared_once_the_replicas_are_back_in_sync(s
     assert not seen[2][1].startswith("failover")  # said once; what is left is the missing replica
     assert seen[4][1].startswith("no Sentinel answers")
     assert state["primary"] == "10.0.0.2:6379"  # remembered through the Sentinels' silence
+
+
+def test_a_load_balancer_that_does_not_answer_is_named_and_any_http_answer_counts(served):
+    """Each lb host's own HAProxy: one answering 503 (its backends down: the logger check's business)
+    still stands by; a closed port does not."""
+    check = load_check()
+    texts, url = served
+    texts.append("")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        silent = f"http://127.0.0.1:{closed.getsockname()[1]}/logger/health"  # bound, never listening
+        config = {"lb_urls": {"lb1": url, "lb2": silent}}
+        assert check.check_load_balancers(config, {}) == (
+            False,
+            "no answer from HAProxy on lb2: the shared address has no standby there",
+        )
+    config = {"lb_urls": {"lb1": url}}
+    assert check.check_load_balancers(config, {}) == (True, "HAProxy answers on lb1")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
-import testinfra
+
+from harness.scenario import scenario_host
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -17,24 +16,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("leaves_changes") is not None)
 
 
-def _host(name: str):
-    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])  # with the scenario's inventory/hosts.yml
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
-
-
 @pytest.fixture(scope="session")
 def lb():
-    return _host("uqcrowd-mh-lb")
+    return scenario_host("uqcrowd-mh-lb")
 
 
 @pytest.fixture(scope="session")
 def app():
-    return _host("uqcrowd-mh-app")
+    return scenario_host("uqcrowd-mh-app")
 
 
 @pytest.fixture(scope="session")
 def data():
-    return _host("uqcrowd-mh-data")
+    return scenario_host("uqcrowd-mh-data")
 
 
 # The Elasticsearch nodes (inventory/hosts.yml): name -> (HTTP port, transport port), all at the data
@@ -45,7 +39,7 @@ ES_NODES = {"uqcrowd-mh-data": (9200, 9300), "uqcrowd-mh-es2": (9201, 9301), "uq
 @pytest.fixture(scope="session")
 def es_hosts(data) -> dict:
     """Each Elasticsearch node's host, by node name."""
-    return {name: data if name == "uqcrowd-mh-data" else _host(name) for name in ES_NODES}
+    return {name: data if name == "uqcrowd-mh-data" else scenario_host(name) for name in ES_NODES}
 
 
 def address(host) -> str:

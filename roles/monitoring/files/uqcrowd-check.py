@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """UQCrowd-Log health checks, run by cron; Slack hears once per incident.
 
-    uqcrowd-check elasticsearch | logger | queue | dead-letters | indexer | disk | replication  [...]
+    uqcrowd-check elasticsearch | logger | queue | dead-letters | indexer | disk | replication
+                  | load-balancers  [...]
 
 Each check keeps its state in STATE_DIR/<check>.json. A message goes out when a check turns bad,
 as a reminder at most every REPEAT_MINUTES while it stays bad, and once when it recovers.
@@ -202,6 +203,19 @@ def check_replication(config: dict, state: dict) -> Result:
     return not problems, "; ".join([*problems, seen])
 
 
+def check_load_balancers(config: dict, state: dict) -> Result:
+    """With lb hosts sharing an address: each one's HAProxy answers on its own address (any HTTP status:
+    the logger check follows the backends), so that the address has a host to move to."""
+    silent = []
+    for name, url in config["lb_urls"].items():
+        status, _ = request(url, timeout=5)
+        if not status:
+            silent.append(name)
+    if silent:
+        return False, f"no answer from HAProxy on {', '.join(silent)}: the shared address has no standby there"
+    return True, f"HAProxy answers on {', '.join(config['lb_urls'])}"
+
+
 CHECKS: dict[str, Callable[[dict, dict], Result]] = {
     "elasticsearch": check_elasticsearch,
     "logger": check_logger,
@@ -210,6 +224,7 @@ CHECKS: dict[str, Callable[[dict, dict], Result]] = {
     "indexer": check_indexer,
     "disk": check_disk,
     "replication": check_replication,
+    "load-balancers": check_load_balancers,
 }
 
 

@@ -78,7 +78,8 @@ def test_the_certificate_was_issued_by_the_acme_server_through_haproxy(host, peb
         assert (secret.user, secret.group, secret.mode) == ("root", "root", 0o600)
     renewal = host.file("/etc/letsencrypt/renewal/uqcrowd.conf").content_string
     assert "authenticator = standalone" in renewal
-    assert "http01_address = 127.0.0.1" in renewal
+    address = host.check_output("ip -4 -o addr show dev eth0 | awk '{print $4}' | head -n1 | cut -d/ -f1")
+    assert f"http01_address = {address}" in renewal  # where the other lb host's HAProxy can pass a challenge
     assert "/usr/local/sbin/uqcrowd-haproxy-certificate" in renewal  # the deploy hook, for renewals too
     timer = host.service("certbot.timer")
     assert timer.is_enabled
@@ -198,3 +199,31 @@ def test_a_forced_renewal_under_50_requests_a_second_over_https_fails_nothing(ho
     assert served(host)["serial"] != before
     assert counts["failed"] == {}, counts
     assert counts["ok"] == counts["sent"] > 200, counts
+
+
+@pytest.mark.timeout(300)
+def test_a_renewal_on_the_host_not_holding_the_shared_address_passes_through_the_holder(hosts):
+    """The ACME server reaching the name at the shared address (as DNS would give it), while the other
+    host holds it: that host's HAProxy passes the challenge on to the certbot that asked."""
+    held = {name: "secondary" in host.check_output("ip -4 -o addr show dev eth0") for name, host in hosts.items()}
+    standby = next(name for name, holds in held.items() if not holds)
+    holder = next(name for name, holds in held.items() if holds)
+    shared = "ip -4 -o addr show dev eth0 | grep secondary | awk '{print $4}' | cut -d/ -f1"
+    address = hosts[holder].check_output(shared)
+    host = hosts[standby]
+    before = served(host)["serial"]
+
+    def resolve(old: str, new: str) -> None:  # /etc/hosts is a bind mount: rewritten, not replaced
+        rewritten = f"sed 's/^{old} {DOMAIN}$/{new} {DOMAIN}/' /etc/hosts"
+        host.check_output(f"{rewritten} > /tmp/hosts && cat /tmp/hosts > /etc/hosts")
+
+    resolve("127.0.0.1", address)
+    try:
+        renew = "certbot renew --force-renewal --no-random-sleep-on-renew --cert-name uqcrowd --non-interactive"
+        renewed = host.run(f"REQUESTS_CA_BUNDLE=/etc/pebble/cert.pem {renew}")
+    finally:
+        resolve(address, "127.0.0.1")
+    assert renewed.rc == 0, renewed.stdout + renewed.stderr
+    assert served(host)["serial"] != before
+    passed_on = hosts[holder].run(f"journalctl -u haproxy --no-pager -o cat | grep -c ' acme/certbot-{standby} '")
+    assert int(passed_on.stdout.strip() or 0) >= 1

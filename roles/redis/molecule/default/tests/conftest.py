@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import testinfra
 
-HOSTS = ("uqcrowd-redis", "uqcrowd-redis-2", "uqcrowd-redis-3")
+from harness.scenario import hosts_and_first
+
+# The first: the primary when set up.
+hosts, host = hosts_and_first("uqcrowd-redis", "uqcrowd-redis-2", "uqcrowd-redis-3")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -19,22 +21,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that leave the deployment changed (a failover) run after every other."""
     items.sort(key=lambda item: item.get_closest_marker("leaves_changes") is not None)
-
-
-def get(name: str):
-    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
-
-
-@pytest.fixture(scope="session")
-def hosts() -> dict:
-    return {name: get(name) for name in HOSTS}
-
-
-@pytest.fixture(scope="session")
-def host(hosts):
-    """The first host: the primary when set up."""
-    return hosts[HOSTS[0]]
 
 
 @pytest.fixture(scope="module")
