@@ -73,7 +73,8 @@ def test_metrics_are_refused_from_outside_however_the_path_is_spelt(host):
 
 def test_body_over_the_limit_is_413_at_the_edge(host):
     before = reached(host)
-    status, _ = http(host, "POST", f"{FRONT}/logger/insert", [{"pad": "x" * 100}] * 30)
+    too_large = "json.dumps([{'pad': 'x' * 1000}] * 140)"  # 141,000 bytes: over the default 131,072
+    status, _ = http(host, "POST", f"{FRONT}/logger/insert", expression=too_large)
     assert status == 413
     assert reached(host) == before
 
