@@ -18,7 +18,7 @@ from werkzeug.security import generate_password_hash
 from uqcrowd_log.completeness import session_reports
 from uqcrowd_log.dashboard.auth import UsersFileError, allowed, read_users
 from uqcrowd_log.dashboard.charts import bars
-from uqcrowd_log.dashboard.health import open_faults, parse_metrics
+from uqcrowd_log.dashboard.health import lb_holder, open_faults, parse_metrics
 from uqcrowd_log.dashboard.queries import count_by_status, status
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -120,6 +120,14 @@ def test_open_incidents_are_the_monitorings_bad_checks_oldest_first(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     assert [(f.check, f.seen) for f in open_faults(tmp_path)] == [("logger", "503"), ("disk", "9% free")]
     assert open_faults(tmp_path / "absent") == []
+
+
+def test_the_lb_host_holding_the_shared_address_is_the_load_balancers_checks_last_view(tmp_path):
+    assert lb_holder(tmp_path) == ""  # one lb host: no such check
+    (tmp_path / "load-balancers.json").write_text('{"bad": false, "holder": "lb-2", "last": {"seen": "..."}}')
+    assert lb_holder(tmp_path) == "lb-2"
+    (tmp_path / "load-balancers.json").write_text("[]")
+    assert lb_holder(tmp_path) == ""
 
 
 def test_the_dashboard_reads_the_state_files_the_monitorings_check_writes(tmp_path):

@@ -1,14 +1,15 @@
 """The monitoring's replication and load-balancers checks (roles/monitoring/files/uqcrowd-check.py) on
 servers on loopback: healthy with every replica in sync, one incident for a failover (with the replicas
-it lacks), cleared once they are back, and an incident when no Sentinel answers; a load balancer that
-does not answer named."""
+it lacks), cleared once they are back, and an incident when no Sentinel answers; the shared address of
+the load balancers moving is one incident too, and one that does not answer is named."""
 
 from __future__ import annotations
 
 import importlib.util
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -34,26 +35,38 @@ def exposition(primary: str, in_sync: int, sentinels: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture
-def served() -> Iterator[tuple[list[str], str]]:
-    """A metrics endpoint answering the last text put in the list."""
-    texts: list[str] = []
+@contextmanager
+def serving(status: int, headers: Callable[[], dict[str, str]], body: Callable[[], str]) -> Iterator[int]:
+    """An HTTP server on loopback answering every GET with `status`, and the headers and body the
+    callables give at that moment; its port."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = texts[-1].encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
+            data = body().encode()
+            self.send_response(status)
+            for name, value in headers().items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(data)
 
         def log_message(self, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield texts, f"http://127.0.0.1:{server.server_address[1]}/logger/metrics"
-    server.shutdown()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[list[str], str]]:
+    """A metrics endpoint answering the last text put in the list."""
+    texts: list[str] = []
+    with serving(200, dict, lambda: texts[-1]) as port:
+        yield texts, f"http://127.0.0.1:{port}/logger/metrics"
 
 
 def test_a_failover_is_one_incident_cleared_once_the_replicas_are_back_in_sync(served):
@@ -78,19 +91,37 @@ def test_a_failover_is_one_incident_cleared_once_the_replicas_are_back_in_sync(s
     assert state["primary"] == "10.0.0.2:6379"  # remembered through the Sentinels' silence
 
 
-def test_a_load_balancer_that_does_not_answer_is_named_and_any_http_answer_counts(served):
-    """Each lb host's own HAProxy: one answering 503 (its backends down: the logger check's business)
-    still stands by; a closed port does not."""
+@pytest.fixture
+def shared_address() -> Iterator[tuple[list[str], str]]:
+    """The shared address's HAProxy: naming the lb host that answered (the last name put in the list)."""
+    holder: list[str] = []
+    # 503: its backends down, the logger check's business, not this one's.
+    with serving(503, lambda: {"X-UQCrowd-LB": holder[-1]}, str) as port:
+        yield holder, f"http://127.0.0.1:{port}/logger"
+
+
+def test_the_shared_address_moving_is_one_incident_and_a_silent_standby_is_named(served, shared_address):
     check = load_check()
-    texts, url = served
+    texts, lb1 = served
     texts.append("")
+    holder, shared = shared_address
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
-        silent = f"http://127.0.0.1:{closed.getsockname()[1]}/logger/health"  # bound, never listening
-        config = {"lb_urls": {"lb1": url, "lb2": silent}}
-        assert check.check_load_balancers(config, {}) == (
-            False,
-            "no answer from HAProxy on lb2: the shared address has no standby there",
-        )
-    config = {"lb_urls": {"lb1": url}}
-    assert check.check_load_balancers(config, {}) == (True, "HAProxy answers on lb1")
+        lb2 = f"http://127.0.0.1:{closed.getsockname()[1]}/logger/health"  # bound, never listening
+        config, state, seen = {"lb_urls": {"lb1": lb1, "lb2": lb2}, "logger_url": shared}, {}, []
+        for name in ("lb2", "lb1", "lb1"):  # lb2 lost: the address on lb1; lb2 still silent
+            holder.append(name)
+            config["lb_urls"] = {"lb1": lb1, "lb2": lb2} if name == "lb1" else {"lb1": lb1, "lb2": lb1}
+            seen.append(check.check_load_balancers(config, state))
+    config["lb_urls"] = {"lb1": lb1, "lb2": lb1}  # lb2 back
+    seen.append(check.check_load_balancers(config, state))
+    assert seen[0] == (True, "the shared address on lb2, HAProxy answering on lb1, lb2")
+    assert seen[1] == (
+        False,
+        "the shared address moved to lb1, was on lb2; no answer from HAProxy on lb2: the shared address has no"
+        " standby there; the shared address on lb1, HAProxy answering on lb1",
+    )
+    assert seen[2][0] is False
+    assert not seen[2][1].startswith("the shared address moved")  # said once
+    assert seen[3] == (True, "the shared address on lb1, HAProxy answering on lb1, lb2")
+    assert state["holder"] == "lb1"

@@ -43,6 +43,7 @@ class Health:
     metrics_error: str = ""
     faults: list[Fault] = field(default_factory=list)
     redis_primary: str = ""  # with replicas: the Redis the Sentinels name the primary
+    lb_holder: str = ""  # with lb hosts sharing an address: the one holding it, at the monitoring's last check
 
 
 def parse_metrics(text: str) -> tuple[dict[str, float], list[str], str]:
@@ -76,6 +77,15 @@ def open_faults(state_dir: Path) -> list[Fault]:
     return sorted(faults, key=lambda fault: fault.since)
 
 
+def lb_holder(state_dir: Path) -> str:
+    """The lb host holding the shared address when the monitoring's load-balancers check last looked
+    ("" without that check)."""
+    try:
+        return str(json.loads((state_dir / "load-balancers.json").read_text()).get("holder", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
 def probe(url: str, context: ssl.SSLContext | None) -> str:
     """A backend's state as HAProxy checks it: "up" when /logger/ready answers 200, else why not."""
     try:
@@ -88,7 +98,7 @@ def probe(url: str, context: ssl.SSLContext | None) -> str:
 
 
 def read_health(metrics_url: str, ca_file: str, state_dir: Path, backends: tuple[str, ...] = ()) -> Health:
-    health = Health(faults=open_faults(state_dir))
+    health = Health(faults=open_faults(state_dir), lb_holder=lb_holder(state_dir))
     context = ssl.create_default_context(cafile=ca_file or None) if metrics_url.startswith("https:") else None
     with ThreadPoolExecutor(max_workers=8) as pool:  # a stopped one refuses at once, a hung one takes 3 s
         health.backends = dict(zip(backends, pool.map(lambda url: probe(url, context), backends), strict=True))

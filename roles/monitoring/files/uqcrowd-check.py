@@ -203,17 +203,34 @@ def check_replication(config: dict, state: dict) -> Result:
     return not problems, "; ".join([*problems, seen])
 
 
+def answered_by(url: str) -> str:
+    """The lb host whose HAProxy answered `url` (its X-UQCrowd-LB header, sent to this installation's
+    own hosts only), "" if none said."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.headers.get("X-UQCrowd-LB", "")
+    except urllib.error.HTTPError as exc:
+        return exc.headers.get("X-UQCrowd-LB", "")
+    except (urllib.error.URLError, OSError):
+        return ""
+
+
 def check_load_balancers(config: dict, state: dict) -> Result:
     """With lb hosts sharing an address: each one's HAProxy answers on its own address (any HTTP status:
-    the logger check follows the backends), so that the address has a host to move to."""
-    silent = []
-    for name, url in config["lb_urls"].items():
-        status, _ = request(url, timeout=5)
-        if not status:
-            silent.append(name)
+    the logger check follows the backends), so that the address has a host to move to; and the address
+    stays where it was at the last check. A move is one alert, cleared by the next check."""
+    silent = [name for name, url in config["lb_urls"].items() if not request(url, timeout=5)[0]]
+    holder = answered_by(f"{config['logger_url']}/health")  # through the shared address, as workers reach it
+    before = state.get("holder") or holder
+    state["holder"] = holder or before
+    problems = []
+    if holder and holder != before:
+        problems.append(f"the shared address moved to {holder}, was on {before}")
     if silent:
-        return False, f"no answer from HAProxy on {', '.join(silent)}: the shared address has no standby there"
-    return True, f"HAProxy answers on {', '.join(config['lb_urls'])}"
+        problems.append(f"no answer from HAProxy on {', '.join(silent)}: the shared address has no standby there")
+    answering = [name for name in config["lb_urls"] if name not in silent]
+    seen = f"the shared address on {holder or '?'}, HAProxy answering on {', '.join(answering) or 'none'}"
+    return not problems, "; ".join([*problems, seen])
 
 
 CHECKS: dict[str, Callable[[dict, dict], Result]] = {

@@ -216,6 +216,21 @@ def test_one_host_holds_the_address_and_answers_on_it(hosts, shared):
     assert post(f"https://{shared}/logger/insert") == 202
 
 
+def test_the_lb_host_that_answered_is_named_to_the_installations_hosts_only(hosts, shared):
+    """X-UQCrowd-LB (the monitoring's way to tell which host holds the address) to haproxy_name_to only."""
+    named = (
+        "import urllib.request, urllib.error\n"
+        "try:\n    r = urllib.request.urlopen('http://127.0.0.1/logger/ready', timeout=5)\n"
+        "except urllib.error.HTTPError as e:\n    r = e\n"
+        "print(r.headers.get('X-UQCrowd-LB', ''))"
+    )
+    for name, host in hosts.items():
+        assert host.check_output(f"python3 -c {shlex.quote(named)}") == name
+    answer = request.urlopen(f"https://{shared}/logger/ready", timeout=5, context=UNVERIFIED)
+    assert answer.status == 200
+    assert answer.headers.get("X-UQCrowd-LB") is None  # this machine is not one of the installation's
+
+
 def test_the_per_client_counts_are_shared_with_the_other_host(hosts):
     first, second = hosts.values()
     for _ in range(5):
