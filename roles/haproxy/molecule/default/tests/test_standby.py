@@ -249,7 +249,7 @@ def test_the_address_leaves_a_host_whose_haproxy_stops_and_stays_away_when_it_re
         other, moved = wait_for_one_holder(hosts, shared, 20, other_than=holder)
     finally:
         hosts[holder].check_output("systemctl start haproxy")
-    time.sleep(6)  # its checks pass again (2 s) and it hears the other's adverts
+    time.sleep(4)  # its checks pass again (2 s) and it hears the other's adverts (one a second)
     assert holders(hosts, shared) == [other]
     none = {"sent": "-", "failed": "-", "accepted": "-", "lost": "-", "duplicated": "-"}
     record(
@@ -292,11 +292,11 @@ def test_the_holder_lost_under_load_three_times(hosts, shared, worker):
     for _ in range(3):
         holder, _ = wait_for_one_holder(hosts, shared, 20)
         with Load(shared) as load:
-            time.sleep(3)
+            time.sleep(2)
             lost_at = time.monotonic()
             lose(hosts[holder])
             other, moved = wait_for_one_holder(hosts, shared, 30, other_than=holder)
-            time.sleep(4)
+            time.sleep(3)
         bring_back(hosts[holder], gateway)
         moves.append(moved)
         gaps.append(load.longest_gap())
@@ -304,7 +304,7 @@ def test_the_holder_lost_under_load_three_times(hosts, shared, worker):
         failures += [status for _, status, _ in load.answers if status != 202]
         accepted |= {event_id for _, _, event_id in load.accepted()}
         assert any(when > lost_at + moved for when, _, _ in load.accepted()), "no 202 once the address moved"
-        time.sleep(6)  # the returned host hears the holder's adverts and stays a standby
+        time.sleep(4)  # the returned host hears the holder's adverts and stays a standby
         assert holders(hosts, shared) == [other]
     worker.stop()
     worker.finish(60)
