@@ -1,6 +1,7 @@
 """The queue on more than one Redis: a 202 only once a replica holds the insert (WAIT), a primary cut
 off from its replicas refusing writes (min-replicas-to-write), and Sentinel promoting a replica when the
-primary dies, while a backend and an indexer, which find the primary through the Sentinels, go on.
+primary dies, while a backend and two indexers (two logger hosts), which find the primary through the
+Sentinels, go on; the entries a killed indexer held are claimed by the other across a promotion.
 Real redis-server and redis-sentinel processes on loopback; a host's death is SIGKILL of its Redis."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from harness.services import RedisServer, SentinelServer, wait_until
 from tests.service.conftest import env_of
 from tests.service.test_indexer import all_documents, event
 from uqcrowd_log.config import Settings
+from uqcrowd_log.queue.keys import GROUP, Keys
 from uqcrowd_log.web import create_app
 
 PASSWORD = "queue-secret"
@@ -179,14 +181,21 @@ def test_a_primary_killed_three_times_a_replica_is_promoted_and_every_202_is_sto
             "UQCROWD_REDIS_REPLICAS": "1",
         }  # the URL's port is unused (1): the Sentinels name the primary
         backend = spawn(env)
-        spawn(env, "indexer")
+        claim = {"UQCROWD_INDEXER_CLAIM_IDLE_MS": "1500"}
+        spawn({**env, **claim, "UQCROWD_INDEXER_CONSUMER": "logger-0"}, "indexer")
+        doomed = spawn({**env, **claim, "UQCROWD_INDEXER_CONSUMER": "logger-1"}, "indexer")
         assert topology(backend) == (f"127.0.0.1:{nodes[0].port}", 2, 3)
         load = Load(backend.url)
         load.thread.start()
         wait_until(lambda: len(load.accepted) >= 20, 20, "the load")
-        gaps, promotions = [], []
-        for _ in range(3):
+        stream = Keys.of(settings.redis.prefix).stream
+        gaps, promotions, held = [], [], []
+        for round_ in range(1, 4):
             old = next(n for n in nodes if n.port == primary_port(sentinels[0]))
+            # A logger host dies with entries read, then the primary: the other indexer claims them from
+            # the new primary; the host rebuilt, its indexer reads under a new name.
+            held.append(kill_holding(doomed, lambda o=old, r=round_: pending(client(o), stream, f"logger-{r}")))
+            doomed = spawn({**env, **claim, "UQCROWD_INDEXER_CONSUMER": f"logger-{round_ + 1}"}, "indexer")
             killed = time.monotonic()
             old.proc.kill()  # the primary's host dies
             wait_until(lambda old=old: primary_port(sentinels[0]) != old.port, 30, "a promotion", interval=0.05)
@@ -202,22 +211,43 @@ def test_a_primary_killed_three_times_a_replica_is_promoted_and_every_202_is_sto
         load.thread.join(30)
         wait_until(lambda: topology(backend) == (f"127.0.0.1:{primary_port(sentinels[0])}", 2, 3), 30, "in sync")
         stored = all_documents_when(es, settings, load.events)
+        primary = client(next(n for n in nodes if n.port == primary_port(sentinels[0])))
+        left = sum(pending(primary, stream, f"logger-{r}") for r in (1, 2, 3))
     finally:
         for process in [*sentinels, *nodes]:
             process.stop()
     ids = Counter((d["session_id"], d["sequence_number"]) for d in stored)
     lost = load.events - len(ids)
     duplicated = sum(n - 1 for n in ids.values())
-    assert (lost, duplicated) == (0, 0)
+    assert (lost, duplicated, left) == (0, 0, 0)
     record(
         "the primary killed (SIGKILL), three times: three Redis, three Sentinels (down after 1 s), WAIT for 1 replica",
         {"sent": load.sent, "failed": sum(load.failures.values()), "failures": dict(load.failures),
          "accepted": f"{load.events:,} events", "lost": lost, "duplicated": duplicated},
         f"promoted after {', '.join(f'{p:.1f}' for p in promotions)} s; no 202 for"
         f" {', '.join(f'{g:.1f}' for g in gaps)} s (median {statistics.median(gaps):.1f});"
-        " the old primary back as a replica each time",
+        f" the old primary back as a replica each time; an indexer killed holding {', '.join(map(str, held))}"
+        " entries just before each promotion: claimed by another after it",
         table="failover",
     )  # fmt: skip
+
+
+def pending(primary: redis.Redis, stream: str, consumer: str) -> int:
+    """The entries `consumer` read and has not acknowledged."""
+    return len(primary.xpending_range(stream, GROUP, "-", "+", 10_000, consumername=consumer))
+
+
+def kill_holding(indexer, held: Callable[[], int]) -> int:
+    """SIGKILL the indexer at a moment it holds entries (stopped to look, let go on if it holds none):
+    what it held is then left for another to claim. The number of entries it held."""
+    for _ in range(200):
+        indexer.signal(signal.SIGSTOP)
+        if count := held():
+            indexer.signal(signal.SIGKILL)
+            return count
+        indexer.signal(signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError("the indexer never held an entry")
 
 
 def all_documents_when(es, settings, expected: int, timeout: float = 120) -> list[dict]:
