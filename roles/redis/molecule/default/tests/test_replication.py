@@ -154,3 +154,89 @@ def test_the_primary_host_killed_a_replica_is_promoted_and_the_old_primary_retur
         "replication.conf written down, Redis not restarted; the one after: changed=0",
         table="redis-hosts",
     )
+
+
+def acknowledged(host, key: str, n: int) -> tuple[str, str]:
+    """A backend's insert on this host's Redis: the entry appended, then `WAIT 1 500` on the same
+    connection, as the service does before its 202. (the XADD's answer, the WAIT's: replicas holding it)."""
+    commands = f"XADD {key} * n {n}\nWAIT 1 500\n"
+    command = f"printf %s | REDISCLI_AUTH=%s redis-cli --tls --cacert {TRUSTED} -p 6379"
+    answers = host.run(command, commands, secret("redis-password")).stdout.strip().splitlines()
+    return answers[0], answers[-1]
+
+
+def cut(host, *others, undo: bool = False) -> None:
+    """Drop every packet between this host and the others (a blackhole route to each: both ends are cut,
+    as a switch's fault would)."""
+    for other in others:
+        result = host.run(f"ip route {'del' if undo else 'add'} blackhole {address(other)}/32")
+        assert result.rc == 0, result.stderr
+
+
+@pytest.mark.leaves_changes
+def test_the_primary_cut_off_from_the_others_refuses_writes_and_loses_nothing_it_acknowledged(hosts):
+    """A partition: the primary's host (its Redis and its Sentinel) cut off from the two others, still
+    reached by a backend on its own side. The two Sentinels on the other side promote a replica; the
+    old primary takes writes no replica acknowledges (the service answers them 503: the page sends them
+    again), then refuses every write once its replicas are min-replicas-max-lag behind; healed, it
+    becomes a replica of the new primary. Every entry acknowledged by a replica is kept."""
+    address_of = {f"{address(host)}:6379": host for host in hosts.values()}
+    old = address_of[primary_by(next(iter(hosts.values())))]
+    others = [host for host in hosts.values() if host is not old]
+    key = "uqcrowd-log:partition"
+    kept = []
+    for n in range(5):
+        entry, replicas = acknowledged(old, key, n)
+        assert replicas == "1", (entry, replicas)
+        kept.append(entry)
+    cut(old, *others)
+    for other in others:
+        cut(other, old)
+    started = time.monotonic()
+    try:
+        unacknowledged, refused_after, promoted, promoted_after, written_after = 0, 0.0, "", 0.0, 0.0
+        for n in range(5, 500):  # the old primary's side writing, the other side watched meanwhile
+            if not refused_after:
+                entry, replicas = acknowledged(old, key, n)
+                if "NOREPLICAS" in entry:
+                    refused_after = time.monotonic() - started
+                else:
+                    assert replicas == "0", (entry, replicas)  # nothing reaches a replica now
+                    unacknowledged += 1
+            if not promoted and (now := primary_by(others[0])) not in ("", f"{address(old)}:6379"):
+                promoted, promoted_after = now, time.monotonic() - started
+            if promoted and not written_after:  # a backend on the other side writes to the new primary
+                entry, replicas = acknowledged(address_of[promoted], key, 1000 + n)
+                if replicas == "1":
+                    kept.append(entry)
+                    written_after = time.monotonic() - started
+            if (refused_after and written_after) or time.monotonic() - started > 60:
+                break
+        assert refused_after, "the cut-off primary never refused a write"
+        assert refused_after < 2 * 10, refused_after  # within min-replicas-max-lag (10 s), on a noisy machine
+        assert written_after, "no write acknowledged on the other side"
+        new = address_of[promoted]
+    finally:
+        cut(old, *others, undo=True)
+        for other in others:
+            cut(other, old, undo=True)
+    healed = time.monotonic()
+    wait(lambda: info(old).get("master_link_status") == "up", 90, "the old primary back as a replica")
+    rejoined_after = time.monotonic() - healed
+    for host in hosts.values():  # every acknowledged entry on every host, the unacknowledged on none
+        wait(lambda h=host: redis(h, "XLEN", key) == str(len(kept)), 30, f"{len(kept)} entries on each host")
+        assert redis(host, "XRANGE", key, "-", "+").split().count("n") == len(kept)
+        assert all(entry in redis(host, "XRANGE", key, "-", "+") for entry in kept)
+    redis(new, "DEL", key)
+    record(
+        "the primary's host cut off from the two others (blackhole routes), a client on its side writing",
+        {
+            "promoted": f"{promoted_after:.1f} s",
+            "written": f"{written_after:.1f} s",
+            "rejoined": f"{rejoined_after:.1f} s after the heal",
+        },
+        f"the old primary refused writes {refused_after:.1f} s after the cut, after {unacknowledged} that no"
+        f" replica acknowledged (the service's 503); after the heal the {len(kept)} acknowledged entries on"
+        " each host, the unacknowledged on none",
+        table="redis-hosts",
+    )
