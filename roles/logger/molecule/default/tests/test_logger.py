@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness import playbook
-from harness.in_container import http, listening, ports_of, versions
+from harness.in_container import http, listening, ports_of, running_backends, versions
 
 CONVERGE = "roles/logger/molecule/default/converge.yml"
 RELEASES = "/opt/uqcrowd-log/releases"
@@ -206,14 +206,18 @@ def test_the_services_run_from_their_own_release(host, ports):
 
 
 def test_new_versions_are_releases_beside_the_running_one_and_the_oldest_are_deleted(host, ports, tmp_path):
-    """Last in this file: it leaves the scenario on another version. Two new versions with
-    logger_keep_releases=2: each is built beside the one running, every backend switches to it; the
-    first release is deleted once two newer ones are there. A release not on the host is refused."""
+    """Last in this file: it leaves the scenario on another version, with one backend fewer. Two new
+    versions with logger_keep_releases=2: each is built beside the one running, every backend switches
+    to it; the first release is deleted once two newer ones are there. The second converge also lowers
+    the backend count (as the inventory's uqcrowd_backend_count does): the last backend is stopped and
+    disabled. A release not on the host is refused."""
     first = running(host)
-    for version in ("9.0.1", "9.0.2"):
+    for version, count in (("9.0.1", len(ports)), ("9.0.2", len(ports) - 1)):
         source = playbook.service_release(tmp_path, version)
-        playbook.run(CONVERGE, "-e", f"logger_source_dir={source}", "-e", "logger_keep_releases=2")
-        assert versions(host, ports) == [version] * len(ports)
+        options = [f"logger_source_dir={source}", "logger_keep_releases=2", f"logger_backend_count={count}"]
+        playbook.run(CONVERGE, *[arg for option in options for arg in ("-e", option)])
+        assert versions(host, ports[:count]) == [version] * count
+        assert running_backends(host) == [f"uqcrowd-logger@{port}.service" for port in ports[:count]]
         assert running(host).startswith(f"{version}-")
         dashboard = host.run("systemctl show -p ExecStart --value uqcrowd-dashboard").stdout
         assert f"{RELEASES}/{running(host)}/venv/bin/uqcrowd-logger" in dashboard  # roles/dashboard follows
@@ -225,7 +229,8 @@ def test_new_versions_are_releases_beside_the_running_one_and_the_oldest_are_del
         "logger_release 1.0.0-0123456789 is not a complete release in /opt/uqcrowd-log/releases"
         in refused.stdout + refused.stderr
     )
-    assert versions(host, ports) == ["9.0.2"] * len(ports)  # the refusal changed nothing
+    assert not host.service(f"uqcrowd-logger@{ports[-1]}").is_enabled
+    assert versions(host, ports[:-1]) == ["9.0.2"] * (len(ports) - 1)  # the refusal changed nothing
 
 
 def test_the_dashboard_asks_for_the_login_and_runs_as_its_own_user(host):
