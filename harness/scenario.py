@@ -1,4 +1,6 @@
-"""The hosts of the Molecule scenario under test (its inventory), as testinfra hosts: for conftest.py."""
+"""For a Molecule scenario's conftest.py: the scenario's hosts (its inventory) as testinfra hosts, and
+the order its tests run in: those marked `leaves_changes` (a failover, a new release) last. A conftest
+takes the two hooks by importing them (`from harness.scenario import pytest_configure, ...`)."""
 
 from __future__ import annotations
 
@@ -33,3 +35,12 @@ def hosts_and_first(*names: str) -> tuple[Any, Any]:
         return hosts[names[0]]
 
     return hosts, host
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "leaves_changes: changes the deployment for good, so it runs last")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that leave the deployment changed run after every other (a stable sort keeps the rest in order)."""
+    items.sort(key=lambda item: item.get_closest_marker("leaves_changes") is not None)

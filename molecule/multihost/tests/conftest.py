@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.scenario import scenario_host
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "leaves_changes: changes the deployment for good, so it runs last")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that leave the deployment changed run after every other (a stable sort keeps the rest in order)."""
-    items.sort(key=lambda item: item.get_closest_marker("leaves_changes") is not None)
+from harness.scenario import pytest_collection_modifyitems, pytest_configure, scenario_host  # noqa: F401 (hooks)
 
 
 @pytest.fixture(scope="session")

@@ -8,19 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.scenario import hosts_and_first
+from harness.scenario import hosts_and_first, pytest_collection_modifyitems, pytest_configure  # noqa: F401 (hooks)
 
 # The first: the primary when set up.
 hosts, host = hosts_and_first("uqcrowd-redis", "uqcrowd-redis-2", "uqcrowd-redis-3")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "leaves_changes: changes the deployment for good, so it runs last")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that leave the deployment changed (a failover) run after every other."""
-    items.sort(key=lambda item: item.get_closest_marker("leaves_changes") is not None)
 
 
 @pytest.fixture(scope="module")
