@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -265,21 +266,37 @@ print(json.dumps({
 
 
 _TCP_PROBE = r"""
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()
-    print("open")
-except TimeoutError:
-    print("dropped")
-except OSError as error:
-    print(type(error).__name__)
+import json, socket, sys
+from concurrent.futures import ThreadPoolExecutor
+
+def probe(target):
+    address, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((address, int(port)), 3).close()
+        return "open"
+    except TimeoutError:
+        return "dropped"
+    except OSError as error:
+        return type(error).__name__
+
+with ThreadPoolExecutor(len(sys.argv) - 1) as pool:
+    print(json.dumps(list(pool.map(probe, sys.argv[1:]))))
 """
 
 
+def tcp_probes(host: Any, targets: list[tuple[str, int]]) -> list[str]:
+    """The answer to a TCP connection from `host` to each `(address, port)`, all tried at once: "open",
+    "dropped" (no answer in 3 s: a firewall) or the error's name (e.g. ConnectionRefusedError). `host`
+    None: from this machine (outside the inventory)."""
+    command = ["python3", "-c", _TCP_PROBE, *(f"{address}:{port}" for address, port in targets)]
+    if host is None:
+        return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    return json.loads(host.check_output(shlex.join(command)))
+
+
 def tcp_probe(host: Any, address: str, port: int) -> str:
-    """The answer to a TCP connection from `host` to `address`:`port`: "open", "dropped" (no answer in 3 s:
-    a firewall) or the error's name (e.g. ConnectionRefusedError)."""
-    return host.check_output(f"python3 -c {shlex.quote(_TCP_PROBE)} {address} {port}")
+    """tcp_probes for one target."""
+    return tcp_probes(host, [(address, port)])[0]
 
 
 def redis_probe(host: Any, address: str, port: int, cafile: str) -> dict[str, Any]:

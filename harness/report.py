@@ -21,11 +21,11 @@ HEADERS = {
     "power": ["power cut (tests/service/test_power_loss.py)", "answered 202", *FIGURES],
     "failover": ["Redis primary lost (tests/service/test_failover.py)", "requests sent", *FIGURES],
     "redis-hosts": [
-        "Redis host lost (roles/redis/molecule: three hosts, down after 2 s)",
+        "Redis primary lost to the others (roles/redis/molecule: three hosts, down after 2 s)",
         "promoted after",
-        "first write to the new primary after",
-        "the old primary a replica again after it returned",
-        "next converge",
+        "first write acknowledged on the new primary after",
+        "the old primary a replica again",
+        "what was refused and kept; the next converge",
     ],
     "lb-hosts": ["lb host lost (roles/haproxy/molecule: two hosts, keepalived)", "requests sent", *FIGURES],
     "internet": [
