@@ -15,13 +15,23 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
 from .config import Settings
-from .events import BadInput, Invalid, drop_workers, parse_batch, prepare, screen_experiments, worker_ids
+from .events import (
+    BadInput,
+    Batch,
+    Invalid,
+    Prepared,
+    drop_workers,
+    parse_batch,
+    prepare,
+    screen_experiments,
+    worker_ids,
+)
 from .metrics import render
 from .origins import allow_origin, origin_allowed
 from .proxies import client_ip, in_networks, recorded_ip
 from .queue.connection import client_of, sentinels_of
 from .queue.keys import Keys
-from .queue.producer import Producer, QueueFull
+from .queue.producer import Producer, QueueFull, WorkerWithdrawn
 from .queue.side_lists import SideLimits, SideLists
 from .queue.topology import read as read_topology
 from .sinks import Sink
@@ -80,22 +90,15 @@ def insert() -> Response:
     except BadInput as exc:
         return _error(400, str(exc), exc.reason)
     refused = screen_experiments(batch, settings.ingest.experiments, request.args.get("token", ""))
-    try:  # a withdrawn worker's events (e.g. a page's stored ones, sent again) are answered, never stored
-        withdrawn = drop_workers(batch, _withdrawn().among(worker_ids(batch.events)))
-    except redis.RedisError as exc:
-        log.warning("withdrawn-workers register unreadable: %s", exc)
-        return _error(503, "the event store is unavailable, retry later", "store_unavailable")
     now = datetime.now(UTC)
     ip = recorded_ip(_client_address(settings), settings.ingest.client_ip)
-    prepared = prepare(batch.events, now, ip)
-    if prepared:
-        try:
-            _sink().put(prepared)
-        except QueueFull as exc:
-            return _error(503, str(exc), "queue_full")
-        except StoreUnavailable as exc:
-            log.warning("store unavailable: %s", exc)
-            return _error(503, "the event store is unavailable, retry later", "store_unavailable")
+    try:
+        prepared, withdrawn = _store(batch, now, ip)
+    except QueueFull as exc:
+        return _error(503, str(exc), "queue_full")
+    except (StoreUnavailable, redis.RedisError) as exc:
+        log.warning("store unavailable: %s", exc)
+        return _error(503, "the event store is unavailable, retry later", "store_unavailable")
     if batch.invalid:
         _quarantine(batch.invalid, now.isoformat(timespec="milliseconds"), ip)
     if refused or withdrawn:  # events of experiments not accepted here, or of withdrawn workers: only counted
@@ -113,6 +116,22 @@ def insert() -> Response:
         body["error"] = problems[0].message
     status = 202 if accepted else 403 if refused and not batch.invalid else 400
     return Response(orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE), status, mimetype="application/json")
+
+
+def _store(batch: Batch, now: datetime, ip: str | None) -> tuple[list[Prepared], int]:
+    """Stamp and store the batch's events, but never a withdrawn worker's (e.g. a page's kept events,
+    sent again: answered, not stored). The sink refuses a batch holding one (it checks the register in
+    the insert itself): only then is the register read, those workers' events taken out, and the rest
+    stored. The events stored, and how many were taken out."""
+    withdrawn = 0
+    while prepared := prepare(batch.events, now, ip):
+        workers = worker_ids(batch.events)
+        try:
+            _sink().put(prepared, workers)
+            break
+        except WorkerWithdrawn:
+            withdrawn += drop_workers(batch, _withdrawn().among(workers))
+    return prepared, withdrawn
 
 
 def _quarantine(invalid: list[Invalid], received: str, ip: str | None) -> None:
@@ -199,7 +218,8 @@ def create_app(settings: Settings, sink: Sink | None = None) -> Flask:
             from .sinks.direct import DirectSink
 
             side_lists = SideLists(client, Keys.of(settings.redis.prefix), SideLimits.dead_letters(settings))
-            sink = DirectSink(elastic.connect(settings), settings.es.index_prefix, producer, side_lists)
+            register = Register.from_settings(settings, client)
+            sink = DirectSink(elastic.connect(settings), settings.es.index_prefix, producer, side_lists, register)
         else:
             sink = QueueSink(producer, settings.queue.high_water_bytes)
     app = Flask(__name__, static_folder=None)

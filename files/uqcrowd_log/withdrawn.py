@@ -2,7 +2,8 @@
 events' `worker_id`) who withdrew their consent, and nothing else about them.
 
 It is a Redis set beside the queue, because every path that stores events already reads Redis and
-must check it before storing: the backends at ingest (one SMISMEMBER per request), the indexer before
+must check it before storing: the backends at ingest (the insert's own script checks it, in the same
+round trip: queue/lua/enqueue.lua; the direct mode asks SMISMEMBER), the indexer before
 each bulk (what was queued before the withdrawal), `dead-letters replay` (through the indexer) and
 `uqcrowd-log import`. Redis keeps it as durably as the queue (its append-only file, synced on every
 write by default). `uqcrowd-log withdraw` writes it before deleting anything; `withdraw --undo`

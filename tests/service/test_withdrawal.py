@@ -17,6 +17,7 @@ from tests.service.conftest import env_of
 from tests.service.test_indexer import all_documents, closed_today, event, post_all, wait_for_count
 from uqcrowd_log.cli import main
 from uqcrowd_log.events import Invalid, Prepared, prepare
+from uqcrowd_log.queue.producer import WorkerWithdrawn
 
 W = "A1WITHDRAWN0W"  # an MTurk worker id
 PROLIFIC = "5f1e2d3c4b5a69788796a5b4"  # a Prolific PID: the same field
@@ -91,6 +92,29 @@ def test_a_withdrawn_workers_events_are_answered_and_never_stored(es, es_server,
     assert workers(all_documents(es, settings)) == {"B2OTHER": 1}
     assert counter(backend.url, "uqcrowd_events_withdrawn_total") == 4
     assert counter(backend.url, "uqcrowd_events_accepted_total") == 1  # dropped at the door: never queued
+
+
+def test_the_insert_checks_the_register_in_the_same_step_and_queues_nothing_of_a_withdrawn_worker(queue):
+    """The backends' one round trip: the insert's script reads the register before appending, so a
+    withdrawal that lands between a backend's check and its insert cannot let the events through."""
+    queue.client.sadd(queue.keys.withdrawn, W)
+    events = prepare([of("B2OTHER", 1), of(W, 1)], datetime.now(UTC), None)
+    with pytest.raises(WorkerWithdrawn):
+        queue.producer.put(events, 10**9, ["B2OTHER", W])
+    assert (queue.depth(), queue.queued_bytes(), queue.counters().get("accepted", 0)) == (0, 0, 0)
+    assert queue.producer.put(events[:1], 10**9, ["B2OTHER"]) > 0
+    assert queue.depth() == 1
+
+
+def test_the_direct_mode_stores_nothing_of_a_withdrawn_worker_either(es, es_server, settings, spawn, audit):
+    """UQCROWD_MODE=direct (the original's: indexed before the answer) reads the same register."""
+    backend = spawn({**env_of(settings, es_server.url), "UQCROWD_MODE": "direct"})
+    assert cli(settings, es_server, audit, "withdraw", "--worker-id", W).exit_code == 0
+    mixed = [of(W, 1), of("B2OTHER", 1), of(W, 2)]
+    answer = requests.post(f"{backend.url}/logger/insert", data=orjson.dumps(mixed), timeout=10)
+    assert (answer.status_code, answer.json()["accepted"]) == (202, 3)
+    wait_for_count(es, settings, 1)
+    assert workers(all_documents(es, settings)) == {"B2OTHER": 1}
 
 
 def test_the_withdrawal_empties_the_side_lists_and_replay_and_import_bring_nothing_back(

@@ -3,6 +3,7 @@ say whether Redis takes writes."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import redis
@@ -18,6 +19,10 @@ from .side_lists import SideLimits
 
 class QueueFull(Exception):
     """The queued events exceed the high-water mark (or Redis its maxmemory): retry later."""
+
+
+class WorkerWithdrawn(Exception):
+    """A worker of the insert is in the withdrawn-workers register: nothing was stored."""
 
 
 class Unreplicated(Exception):
@@ -57,14 +62,17 @@ class Producer:
         keys, limits = Keys.of(settings.redis.prefix), SideLimits.quarantine(settings)
         return cls(client, keys, limits, Replication.of(settings))
 
-    def put(self, events: list[Prepared], high_water_bytes: int) -> int:
-        """Append all events, as one entry, or none; returns the queued bytes after it. With replicas
-        asked for, it returns once they hold the entry too (WAIT on the same connection, in the same
-        round trip); Unreplicated if they do not in time, unless the replication accepts that."""
+    def put(self, events: list[Prepared], high_water_bytes: int, workers: Collection[str] = ()) -> int:
+        """Append all events, as one entry, or none; returns the queued bytes after it. WorkerWithdrawn
+        if one of `workers` (the events' workers) is in the withdrawn-workers register, checked by the
+        same script. With replicas asked for, it returns once they hold the entry too (WAIT on the same
+        connection, in the same round trip); Unreplicated if they do not in time, unless the replication
+        accepts that."""
         lengths, data = pack(events)
         k, replication = self.keys, self.replication
-        keys = [k.stream, k.queued_bytes, k.queued_events, k.stats, k.quarantine_bytes, k.dead_letter_bytes]
-        args = [high_water_bytes, lengths, data, len(events)]
+        keys = [k.stream, k.queued_bytes, k.queued_events, k.stats]
+        keys += [k.quarantine_bytes, k.dead_letter_bytes, k.withdrawn]
+        args = [high_water_bytes, lengths, data, len(events), *workers]
         try:
             if not replication.replicas:
                 queued, acknowledged = self._enqueue(keys=keys, args=args), []
@@ -75,6 +83,8 @@ class Producer:
                     queued, *acknowledged = pipe.execute()
         except redis.exceptions.OutOfMemoryError:
             raise QueueFull("redis is at its maxmemory") from None
+        if int(queued) == -2:
+            raise WorkerWithdrawn("a worker of these events withdrew")
         if int(queued) < 0:
             raise QueueFull(f"queued and set-aside events exceed {high_water_bytes} bytes")
         if acknowledged and int(acknowledged[0]) < replication.replicas:

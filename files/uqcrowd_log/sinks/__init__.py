@@ -5,14 +5,16 @@ a process), so a backend of the queue stays without it."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
 from ..events import Prepared
 
 
 class Sink(Protocol):
-    def put(self, events: list[Prepared]) -> None:
-        """Store all events durably before returning; raise QueueFull or StoreUnavailable."""
+    def put(self, events: list[Prepared], workers: Collection[str] = ()) -> None:
+        """Store all events durably before returning, or none: WorkerWithdrawn if one of `workers` (the
+        events' workers) is in the withdrawn-workers register; QueueFull or StoreUnavailable."""
 
     def unready(self) -> str:
         """Why an insert would fail now, in one line; "" while the store takes events."""

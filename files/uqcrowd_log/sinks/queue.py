@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import redis
 
 from ..events import Prepared
@@ -14,9 +16,9 @@ class QueueSink:
         self.producer = producer
         self.high_water_bytes = high_water_bytes
 
-    def put(self, events: list[Prepared]) -> None:
-        try:
-            self.producer.put(events, self.high_water_bytes)
+    def put(self, events: list[Prepared], workers: Collection[str] = ()) -> None:
+        try:  # the register is checked by the insert's own script: one round trip a request
+            self.producer.put(events, self.high_water_bytes, workers)
         except (redis.RedisError, Unreplicated) as exc:
             raise StoreUnavailable(f"redis: {exc}") from None
 
