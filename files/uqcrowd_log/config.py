@@ -129,7 +129,9 @@ class ToolkitSettings:
         secret=True,
     )
     session_index_prefix: str = setting(
-        "UQCROWD_SESSION_INDEX_PREFIX", "Prefix of the indices `uqcrowd-log sessions` writes.", "uqcrowd-session"
+        "UQCROWD_SESSION_INDEX_PREFIX",
+        "Prefix of the indices `uqcrowd-log sessions --store` writes and the dashboard's experiment page reads.",
+        "uqcrowd-session",
     )
     audit_log: str = setting(
         "UQCROWD_AUDIT_LOG",

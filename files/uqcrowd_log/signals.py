@@ -60,6 +60,11 @@ class Signals:
     def as_row(self) -> dict[str, Any]:
         return {name: "" if value is None else value for name, value in asdict(self).items()}
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Signals:
+        """The signals of a row of `as_row` (a stored session report): "" is None again."""
+        return cls(**{name: None if row.get(name) in ("", None) else row[name] for name in COLUMNS})
+
 
 def _moment(text: Any) -> datetime | None:
     try:

@@ -11,6 +11,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -540,3 +541,51 @@ def test_the_signals_page_marks_and_filters_the_sessions_the_flags_mark_and_down
     assert client.get("/dashboard/experiment/none/signals", **login()).status_code == 404
     with pytest.raises(ValueError, match="is not a signal"):  # a flag that is not one stops the start
         create_dashboard(settings.changed(toolkit={"flags": {"*": ("pasted > 1",)}}), users, client=es)
+
+
+def test_the_experiment_page_shows_the_nightly_reports_signals_marks_and_filters_the_flagged(
+    es, es_server, settings, users
+):
+    """The experiment's sessions table reads each session's signals from the reports the nightly job
+    stores (`uqcrowd-log sessions --store`, run here as cron runs it), never from its events: a session
+    reported before it went on is marked partial, one not reported yet says so, and the researcher's
+    flag marks, and alone lists, the session that pasted its answer."""
+    day, start = "2026-12-01", datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    index, reports = f"{settings.es.index_prefix}-{day}", f"uqs-{uuid.uuid4().hex[:10]}"
+
+    def store(session: str, n: int, second: int, log_type: str, kind: str, **details: object) -> None:
+        at = (start + timedelta(seconds=second)).isoformat()
+        document = {**_event(n), "exp_id": "exp-nightly", "session_id": session, "log_type": log_type}
+        es.index(index=index, document=document | {"browser_time": at, "server_time": at,
+                                                  "content": {log_type: kind, "details": details}})  # fmt: skip
+
+    for session, offset, kind, details in (
+        ("s-typed", 0, "typing", {"typed_chars": 400, "started": start.isoformat()}),
+        ("s-pasted", 100, "paste", {"text_length": 900}),
+    ):
+        store(session, 0, offset, "message", "Start Session")
+        store(session, 1, offset + 30, "keyboard_event", kind, **details)
+    es.indices.refresh(index=index)
+    stored = run(es_server, settings.es.index_prefix, "sessions", "--store", "--day", day,
+                 "--session-index-prefix", reports)  # fmt: skip
+    assert stored.exit_code == 0, stored.output
+    store("s-pasted", 2, 170, "mouse_event", "click", tag="button", id="submit")  # after its report
+    store("s-new", 0, 200, "message", "Start Session")  # no report yet
+    es.indices.refresh(index=index)
+    flagged = settings.changed(
+        toolkit={"session_index_prefix": reports, "flags": {"exp-nightly": ("paste_share > 0.5",)}}
+    )
+    client = create_dashboard(flagged, users, client=es).test_client()
+    page = client.get("/dashboard/experiment/exp-nightly", **login()).get_data(as_text=True)
+    rows = dict(re.findall(r'<tr data-session="([^"]+)"[^>]*>(.*?)</tr>', page, re.DOTALL))
+    assert list(rows) == ["s-new", "s-pasted", "s-typed"]  # newest first
+    assert re.findall(r'<tr data-session="([^"]+)"[^>]* class="flagged">', page) == ["s-pasted"]
+    cells = {session: re.findall(r'<td class="n">([^<]*)</td>', row)[4:] for session, row in rows.items()}
+    # active_seconds, hidden_seconds, away_count, typed_chars, pastes, paste_share: as the reports hold them
+    assert cells["s-typed"] == ["30.0", "0.0", "0", "400", "0", "0.0"]
+    assert cells["s-pasted"] == ["30.0", "0.0", "0", "0", "1", "1.0"]
+    assert re.search(r'class="flags">paste_share&gt;0.5 <span class="partial"', rows["s-pasted"])
+    assert (("partial" in rows["s-typed"]), ("not reported yet" in rows["s-new"])) == (False, True)
+    assert "2 of 3 sessions have one" in page
+    only = client.get("/dashboard/experiment/exp-nightly?flagged=1", **login()).get_data(as_text=True)
+    assert re.findall(r'<tr data-session="([^"]+)"', only) == ["s-pasted"]

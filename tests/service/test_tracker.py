@@ -6,6 +6,8 @@ Each edge case adds a row to the browser table (docs/results/browser.md) (harnes
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import re
 import time
 
@@ -14,6 +16,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from harness.report import record
 from harness.services import HaproxyServer, wait_until
@@ -163,8 +166,8 @@ def leave(edge) -> None:
     edge["browser"].get(f"{edge['origin']}/done.html")
 
 
-def open_task(edge, query: str = "workerId=W1&hitId=H1&assignmentId=A1") -> str:
-    edge["browser"].get(f"{edge['origin']}/task.html?{query}")
+def open_task(edge, query: str = "workerId=W1&hitId=H1&assignmentId=A1", page: str = "task.html") -> str:
+    edge["browser"].get(f"{edge['origin']}/{page}?{query}")
     return edge["browser"].execute_script("return window.session_id")
 
 
@@ -382,3 +385,74 @@ def test_a_withdrawn_workers_page_that_was_offline_sends_what_it_kept_and_none_o
     time.sleep(2)  # anything indexed would be there now
     assert documents(edge["es"], edge["settings"], session) == []
     assert dropped >= 200
+
+
+def careful_worker(edge, page: str, away: float) -> str:
+    """Types a known text key by key, with a pause, deletes three characters, spends `away` seconds in
+    another tab, comes back, and finishes: 17 characters typed, 3 deletions, one leave."""
+    browser = edge["browser"]
+    session = open_task(edge, "workerId=W-careful&hitId=H1&assignmentId=A-careful", page)
+    field = browser.find_element(By.ID, "summary")
+    field.click()
+    for text in ("Hello world", " again"):
+        for key in text:
+            field.send_keys(key)
+            time.sleep(0.05)
+        time.sleep(2.5)  # a pause: the burst ends (TYPING_PAUSE_MS 2 s)
+    field.send_keys(Keys.BACKSPACE * 3)
+    task = browser.current_window_handle
+    browser.switch_to.new_window("tab")  # the task's page hidden
+    time.sleep(away)
+    browser.close()
+    browser.switch_to.window(task)
+    time.sleep(0.5)  # visible again
+    leave(edge)
+    return session
+
+
+def pasting_worker(edge, page: str, text: str) -> str:
+    """Copies a known text, pastes it into the answer through the browser's clipboard, types two
+    characters and finishes at once: one copy, one paste of len(text), 2 characters typed."""
+    browser = edge["browser"]
+    session = open_task(edge, "workerId=W-paster&hitId=H1&assignmentId=A-paster", page)
+    source = browser.find_element(By.ID, "name")
+    browser.execute_script("arguments[0].value = arguments[1]; arguments[0].select();", source, text)  # no input event
+    source.send_keys(Keys.CONTROL, "c")
+    answer = browser.find_element(By.ID, "summary")
+    answer.click()
+    answer.send_keys(Keys.CONTROL, "v")
+    answer.send_keys("ok")
+    leave(edge)
+    return session
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["values", "masked"])
+def test_the_signals_of_a_careful_and_a_pasting_worker_are_their_scripts_counts(edge, masked):
+    """Two scripted workers in Chromium, through the tracker and the whole path: the `sessions` CSV's
+    counts equal what each did, the time hidden is the time spent in the other tab (within 1 s), and a
+    flag on paste_share picks the pasting worker alone. The same with every value masked."""
+    page = "task.html"
+    if masked:
+        page = "masked.html"
+        html = (edge["directory"] / "task.html").read_text()
+        mask = '<script>window.uqcrowd_mask_values = true;</script>\n<script src="'
+        html = html.replace('<script src="', mask, 1)  # before the tracker loads
+        (edge["directory"] / page).write_text(html)
+    away, text = 3.0, "A summary written by someone else, 65 characters long, pasted in."
+    careful, paster = careful_worker(edge, page, away), pasting_worker(edge, page, text)
+    wait_complete(edge, [careful, paster], 60)
+    settings = edge["settings"]
+    env = {"UQCROWD_ES_URL": edge["es_url"], "UQCROWD_INDEX_PREFIX": settings.es.index_prefix,
+           "UQCROWD_FLAGS": '{"edge": ["paste_share > 0.5"]}'}  # fmt: skip
+    result = CliRunner().invoke(main, ["sessions", "--csv"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = {row["session_id"]: row for row in csv.DictReader(io.StringIO(result.stdout))}
+    counted = ("typed_chars", "deletions", "pastes", "pasted_chars", "copies", "away_count")
+    assert [rows[careful][name] for name in counted] == ["17", "3", "0", "0", "0", "1"]
+    assert [rows[paster][name] for name in counted] == ["2", "0", "1", str(len(text)), "1", "0"]
+    assert abs(float(rows[careful]["hidden_seconds"]) - away) <= 1.0, rows[careful]["hidden_seconds"]
+    assert float(rows[paster]["hidden_seconds"]) == 0.0
+    flagged = {session: row["flags"] for session, row in rows.items() if row["flags"]}  # done.html's too
+    assert flagged == {paster: "paste_share>0.5"}
+    docs = documents(edge["es"], settings)
+    assert (text in str(docs), "Hello" in str(docs)) == (not masked, not masked)  # masked: lengths only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -92,6 +93,12 @@ def test_session_reports_carry_the_signals_in_their_rows():
     row = report.as_row()
     assert report.complete
     assert [row[c] for c in COLUMNS] == [40.0, 30.0, 2, 10, 2, 1, 90, 0.9, 2, 5.0, 15.0]
+
+
+def test_a_stored_reports_row_gives_the_same_signals_back_empty_cells_included():
+    """The experiment's page reads the signals from the stored reports' rows (their JSON), not the events."""
+    for signals in (signals_of(SESSION), Signals(), Signals(active_seconds=3.0, typed_chars=4)):
+        assert Signals.from_row(json.loads(json.dumps({"session_id": "x", **signals.as_row()}))) == signals
 
 
 def test_flags_mark_the_sessions_their_experiment_s_rules_say():

@@ -21,12 +21,12 @@ from flask import Blueprint, Flask, Response, abort, current_app, jsonify, rende
 from markupsafe import Markup
 
 from .. import elastic, flags, transcript
-from ..completeness import session_reports
+from ..completeness import SessionReport, session_reports
 from ..config import Settings
 from ..signals import COLUMNS
 from ..stored_events import formats, sessions
 from ..stored_events.selection import Selection, stream
-from ..stored_events.sessions import read_reports
+from ..stored_events.sessions import StoredSignals, read_reports
 from . import charts, queries
 from .auth import allowed, read_users
 from .health import SHOWN, read_health
@@ -62,6 +62,7 @@ class Context:
     users: Mapping[str, str]
     idle: timedelta
     settings: Settings
+    reports: str = ""  # the nightly session reports' indices (`uqcrowd-log sessions --store`)
     rules: Mapping[str, tuple[flags.Rule, ...]] = field(default_factory=dict)  # the researchers' flags
     live_seconds: float = LIVE_SECONDS
     live_views: TTLCache = field(init=False)
@@ -101,6 +102,31 @@ def experiments() -> str:
     return render_template("experiments.html", experiments=queries.experiments(_client(), _index(), now, _idle()))
 
 
+# The signals the experiment's sessions table shows (every one: the signals page and its CSV).
+SHOWN_SIGNALS = ("active_seconds", "hidden_seconds", "away_count", "typed_chars", "pastes", "paste_share")
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """A line of an experiment's sessions table: the session's report (Elasticsearch's aggregations,
+    now), its status, and its signals and flags from its nightly report (None: not reported yet)."""
+
+    report: SessionReport
+    status: queries.Status
+    stored: StoredSignals | None
+    flags: list[str]
+
+    @property
+    def partial(self) -> bool:
+        """The report read fewer events than are stored now (the session went on after it)."""
+        return self.stored is not None and self.stored.stored < self.report.stored
+
+
+def _session_row(report: SessionReport, now: datetime, stored: StoredSignals | None) -> SessionRow:
+    marks = flags.flags(stored.signals, report.exp_id, _context().rules) if stored else []
+    return SessionRow(report, queries.status(report, now, _idle()), stored, marks)
+
+
 @pages.get("/experiment/<exp_id>")
 def experiment(exp_id: str) -> str:
     now = datetime.now(UTC)
@@ -110,11 +136,18 @@ def experiment(exp_id: str) -> str:
         abort(404)
     reports.sort(key=lambda report: report.first_time or datetime.min.replace(tzinfo=UTC), reverse=True)  # newest first
     days = queries.events_per_day(_client(), _index(), exp_id)
+    stored = sessions.stored_signals(_client(), _context().reports, exp_id)
+    rows = [_session_row(report, now, stored.get(report.session_id)) for report in reports]
+    flagged = request.args.get("flagged") == "1"
     return render_template(
         "experiment.html",
         exp_id=exp_id,
         worker_id=worker_id,
-        sessions=[(report, queries.status(report, now, _idle())) for report in reports],
+        flagged=flagged,
+        rows=[row for row in rows if row.flags or not flagged],
+        with_signals=sum(row.stored is not None for row in rows),
+        total=len(rows),
+        columns=SHOWN_SIGNALS,
         by_status=queries.count_by_status(reports, now, _idle()),
         per_day=Markup(charts.bars(days)),
     )
@@ -283,6 +316,7 @@ def create_dashboard(
     app.extensions["dashboard"] = Context(
         client=client or elastic.connect(settings),
         index=elastic.index_name(settings.es.index_prefix, "*"),
+        reports=elastic.index_name(settings.toolkit.session_index_prefix, "*"),
         users=dict(users),
         idle=timedelta(seconds=settings.dashboard.idle_seconds),
         settings=settings,

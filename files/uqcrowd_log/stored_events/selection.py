@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from elasticsearch import Elasticsearch
@@ -56,51 +57,40 @@ def count(client: Elasticsearch, index: str, selection: Selection) -> int:
     return int(client.count(index=index, query=selection.query(), ignore_unavailable=True)["count"])
 
 
-def stream(client: Elasticsearch, index: str, selection: Selection, page: int = 5000) -> Iterator[dict[str, Any]]:
-    """Every matching hit (_id, _index, _source), by session then sequence number; one page in memory."""
+def hits(
+    client: Elasticsearch, index: str, query: dict[str, Any], sort: list[Any], page: int = 5000, source: Any = True
+) -> Iterator[dict[str, Any]]:
+    """Every hit of `query` in `sort` order, read a page at a time through a point in time (a snapshot:
+    documents written or deleted meanwhile change nothing); `source` as the search API's `_source`."""
     pit = client.open_point_in_time(index=index, keep_alive="2m", ignore_unavailable=True)["id"]
     after: list[Any] | None = None
     try:
         while True:
             response = client.search(
-                pit={"id": pit, "keep_alive": "2m"},
-                query=selection.query(),
-                sort=ORDER,
-                size=page,
-                search_after=after,
-                track_total_hits=False,
-            )
+                pit={"id": pit, "keep_alive": "2m"}, query=query, sort=sort, size=page, search_after=after,
+                source=source, track_total_hits=False,
+            )  # fmt: skip
             pit = response.get("pit_id", pit)
-            hits = response["hits"]["hits"]
-            yield from hits
-            if len(hits) < page:
+            found = response["hits"]["hits"]
+            yield from found
+            if len(found) < page:
                 return
-            after = hits[-1]["sort"]
+            after = found[-1]["sort"]
     finally:
         client.close_point_in_time(id=pit)
+
+
+def stream(client: Elasticsearch, index: str, selection: Selection, page: int = 5000) -> Iterator[dict[str, Any]]:
+    """Every matching hit (_id, _index, _source), by session then sequence number; one page in memory."""
+    return hits(client, index, selection.query(), ORDER, page)
 
 
 def delete_matching(client: Elasticsearch, index: str, query: dict[str, Any], page: int = 1000) -> int:
     """Delete every document matching `query` (read with a point in time, deleted in bulk pages, then
     refreshed): the same on every distribution, with or without the reindex module's delete-by-query."""
-    pit = client.open_point_in_time(index=index, keep_alive="2m", ignore_unavailable=True)["id"]
-    deleted, after = 0, None
-    try:
-        while True:
-            response = client.search(
-                pit={"id": pit, "keep_alive": "2m"}, query=query, sort=["_shard_doc"], size=page,
-                search_after=after, source=False, track_total_hits=False,
-            )  # fmt: skip
-            pit = response.get("pit_id", pit)
-            hits = response["hits"]["hits"]
-            if hits:
-                operations = [{"delete": {"_index": hit["_index"], "_id": hit["_id"]}} for hit in hits]
-                result = client.bulk(operations=operations, filter_path="items.*.status")
-                deleted += sum(item["delete"]["status"] == 200 for item in result["items"])
-            if len(hits) < page:
-                break
-            after = hits[-1]["sort"]
-    finally:
-        client.close_point_in_time(id=pit)
+    deleted, found = 0, hits(client, index, query, ["_shard_doc"], page, source=False)
+    while operations := [{"delete": {"_index": hit["_index"], "_id": hit["_id"]}} for hit in islice(found, page)]:
+        result = client.bulk(operations=operations, filter_path="items.*.status")
+        deleted += sum(item["delete"]["status"] == 200 for item in result["items"])
     client.indices.refresh(index=index, ignore_unavailable=True)
     return deleted

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,8 @@ from elasticsearch import Elasticsearch, helpers
 
 from ..completeness import SessionReport, session_reports
 from ..flags import Rule, flags
-from .selection import Selection, delete_matching, stream
+from ..signals import COLUMNS, Signals
+from .selection import Selection, delete_matching, hits, stream
 
 
 def read_reports(client: Elasticsearch, index: str, selection: Selection) -> list[SessionReport]:
@@ -22,6 +24,32 @@ def read_reports(client: Elasticsearch, index: str, selection: Selection) -> lis
 def rows(reports: list[SessionReport], rules: Mapping[str, tuple[Rule, ...]]) -> list[dict[str, Any]]:
     """Each report as a row: completeness, signals, and the flags its experiment's rules raise."""
     return [{**r.as_row(), "flags": " ".join(flags(r.signals, r.exp_id, rules))} for r in reports]
+
+
+@dataclass(frozen=True)
+class StoredSignals:
+    """A session's signals as a stored report has them, and how many of its events that report read
+    (fewer than are stored now: the session went on after the report was written)."""
+
+    signals: Signals
+    stored: int
+    stored_at: str
+
+
+def stored_signals(client: Elasticsearch, index: str, exp_id: str) -> dict[str, StoredSignals]:
+    """The signals the session reports (`index`: their indices) hold for the experiment's sessions, by
+    session id: the report that read most of a session's events (one crossing midnight has one a day).
+    Reads the reports only, never an event: what the experiment's page shows at a study's scale."""
+    fields = ["session_id", "stored", "stored_at", *COLUMNS]
+    query = {"term": {"exp_id.keyword": exp_id}}  # the reports' index has no mapping: strings are text + keyword
+    found: dict[str, StoredSignals] = {}
+    for hit in hits(client, index, query, ["_shard_doc"], source=fields):
+        row = hit["_source"]
+        session_id, stored = str(row.get("session_id") or ""), int(row.get("stored") or 0)
+        if session_id in found and found[session_id].stored >= stored:
+            continue
+        found[session_id] = StoredSignals(Signals.from_row(row), stored, str(row.get("stored_at") or ""))
+    return found
 
 
 def store(client: Elasticsearch, index: str, reports: list[dict[str, Any]]) -> int:

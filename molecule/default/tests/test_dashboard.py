@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,13 @@ def test_the_researcher_sees_a_new_experiment_its_session_and_the_service_health
     assert f'<tr data-exp="{exp_id}">' in overview
     status, page = http(host, "GET", f"{FRONT}/dashboard/experiment/{exp_id}", auth=LOGIN)
     assert (status, f'data-session="{session}"' in page) == (200, True)
+    assert "not reported yet" in page.split(f'data-session="{session}"')[1].split("</tr>")[0]
+    today = datetime.now(UTC).date().isoformat()
+    stored = host.run(f"uqcrowd-log sessions --store --day {today}")  # the nightly job, now
+    assert stored.rc == 0, stored.stderr
+    page = http(host, "GET", f"{FRONT}/dashboard/experiment/{exp_id}", auth=LOGIN)[1]
+    row = page.split(f'data-session="{session}"')[1].split("</tr>")[0]
+    assert "not reported yet" not in row  # its signals, read by the dashboard's reader from the reports
     status, found = http(host, "POST", f"{FRONT}/analytics/session/worker/W-dash", auth=LOGIN)
     assert (status, [s["session_id"] for s in found if s["exp_id"] == exp_id]) == (200, [session])
     status, download = http(host, "GET", f"{FRONT}/dashboard/experiment/{exp_id}/events.ndjson", auth=LOGIN)
