@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv deps molecule-host lint docs docs-site test-unit test-service molecule test bench bench-study bench-export bench-dashboard bench-fsync bench-replica password-hash demo demo-down
+.PHONY: help venv deps molecule-host lint docs docs-site test-unit test-service molecule test bench bench-study bench-export bench-dashboard bench-fsync bench-replica bench-edge password-hash demo demo-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ bench-fsync: venv deps ## only Redis's appendfsync always against everysec: (b),
 
 bench-replica: venv deps ## only a 202 once a replica holds the insert against the primary alone: (b), (c), p99 at half rate
 	$(BIN)/python -m bench replica
+
+bench-edge: venv deps ## only HAProxy with its protections against without: its CPU per request, interleaved
+	$(BIN)/python -m bench edge
 
 password-hash: venv ## a dashboard login's password hash for the vault (asks the password twice)
 	@$(BIN)/uqcrowd-log password-hash

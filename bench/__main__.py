@@ -1,12 +1,14 @@
 """`make bench`: the stack against the original design, side by side on this machine (README.md).
 
     python -m bench            every scenario: the study (W workers held), throughput (with the
-                               sustained rate and appendfsync everysec), the export, the dashboard
+                               sustained rate and appendfsync everysec), HAProxy's protections, the
+                               export, the dashboard
     python -m bench study      only the study: W held by this stack and by the original design
     python -m bench export     only the researcher's export of 1,000,000 events
     python -m bench dashboard  only the dashboard on 1,000,000 events
     python -m bench fsync      only appendfsync always against everysec
     python -m bench replica    only a 202 once a replica holds the insert against the primary alone
+    python -m bench edge       only HAProxy's protections against none (its CPU per request)
 
 Writes bench/results/<UTC date and time>[-<scenario>].json and prints its tables.
 """
@@ -25,10 +27,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import dashboard, export, fsync, replica, report, study, throughput
+from bench import dashboard, edge, export, fsync, replica, report, study, throughput
 from bench.stack import CORES, DURATION, ROOT, Bench
 
-SCENARIOS = ("all", "study", "export", "dashboard", "fsync", "replica")
+SCENARIOS = ("all", "study", "export", "dashboard", "fsync", "replica", "edge")
 
 
 def main(argv: list[str]) -> int:
@@ -50,6 +52,8 @@ def main(argv: list[str]) -> int:
             study.run(bench, results, limits)
         if scenario == "all":
             throughput.run(bench, results, limits)
+        if scenario in ("all", "edge"):
+            edge.run(bench, results)
         if scenario == "fsync":
             fsync.only(bench, results)
         if scenario == "replica":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 
-from bench import dashboard, export
+from bench import dashboard, edge, export
 from bench.fsync import EVERYSEC
 from bench.replica import REPLICA
 from bench.stack import CORES, DEFAULT_N, TRACKER_BATCH
@@ -228,6 +228,8 @@ def tables(results: list[dict], limits: dict, exported: dict, viewed: dict) -> s
         shown.append(fsync_table(results))
     if any(REPLICA in r["name"] for r in results):
         shown.append(replica_table(results))
+    if edge.summary(results):
+        shown.append(edge.table(edge.summary(results)))
     if exported:
         shown.append(export.table(exported))
     if viewed:

@@ -211,6 +211,7 @@ class Bench:
         script: str = "post.lua",
         script_env: dict[str, str] | None = None,
         proxy_settings: dict[str, object] | None = None,
+        proxy_without: tuple[str, ...] = (),
     ) -> dict:
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower().replace("'", "p")).strip("-")[:40]
         prefix = f"bench-{slug}-{int(time.time())}"
@@ -231,7 +232,10 @@ class Bench:
         for process in backends + workers:
             process.start()
         proxy = HaproxyServer(
-            logs, [b.port for b in backends], UNREACHED_CLIENT_LIMITS if proxy_settings is None else proxy_settings
+            logs,
+            [b.port for b in backends],
+            UNREACHED_CLIENT_LIMITS if proxy_settings is None else proxy_settings,
+            proxy_without,
         )
         proxy.start()
         queue = QueueView(self.r, prefix)  # the service's own view of the queue: depth, oldest event's age

@@ -250,7 +250,15 @@ class HaproxyServer(Process):
     """HAProxy in the foreground with the haproxy role's own template and defaults (`settings` overrides
     them), as the role writes it but for the host's paths: no chroot, its log on standard output."""
 
-    def __init__(self, workdir: Path, ports: list[int], settings: Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        ports: list[int],
+        settings: Mapping[str, object] | None = None,
+        without: tuple[str, ...] = (),
+    ) -> None:
+        """`without`: directives taken out of the rendered file (each line that starts with one), to
+        measure what they cost."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.port, self.stats = free_port(), free_port()
         super().__init__(workdir / f"haproxy-{self.port}.out")
@@ -268,6 +276,7 @@ class HaproxyServer(Process):
         text = text.replace("    chroot /var/lib/haproxy\n", "").replace("    daemon\n", "")
         text = text.replace("log /dev/log ", "log stdout format short ")
         text = text.replace("stats socket /run/haproxy/admin.sock", f"stats socket {workdir}/haproxy-{self.port}.sock")
+        text = "".join(line for line in text.splitlines(keepends=True) if not line.strip().startswith(without))
         self.config = workdir / f"haproxy-{self.port}.cfg"
         self.config.write_text(text)
 
