@@ -191,11 +191,18 @@ def signals_page() -> str:
         "page give each session, from its stored events (times are the browser's). A flag is a rule on them,",
         'such as `"paste_share > 0.5"` ([flags](../researchers/data.md#the-sessions-table-and-its-signals)).',
         "",
+        " ".join(paragraph_after(signals.__doc__ or "", "An event stored twice").split()),
+        "",
         "| column | definition |",
         "|---|---|",
     ]
     lines += [f"| `{column}` | {cell(defined[column])} |" for column in signals.COLUMNS]
     return "\n".join(lines) + "\n"
+
+
+def paragraph_after(text: str, start: str) -> str:
+    """The paragraph of `text` that begins with `start` ("" if none)."""
+    return next((p for p in text.split("\n\n") if p.startswith(start)), "")
 
 
 def setting_names() -> set[str]:

@@ -16,6 +16,10 @@ From one session's stored events (in any order; times are the browser's, consist
 - first_input_seconds: from Start Session to the first typing or paste;
 - typing_cpm: typed characters per minute of active time.
 
+An event stored twice (in two daily indices, sent again after its day's window) counts once. Without a
+Start Session, the session starts at its first event (or at the first key of a typing burst that
+began before it).
+
 Pure, like completeness.py: documents in, a row out; the `sessions` command, its CSV and the stored
 session reports use this one definition.
 """
@@ -88,10 +92,11 @@ class SessionSignals:
         self.presence: list[tuple[datetime, str]] = []  # (time, "leave" | "return" | "hidden" | "visible")
         self.first_input: datetime | None = None
         self.typed = self.deletions = self.pastes = self.pasted = self.copies = 0
+        self.seen: set[tuple[Any, ...]] = set()
 
     def add(self, doc: dict[str, Any]) -> None:
         moment = _moment(doc.get("browser_time")) or _moment(doc.get("server_time"))
-        if moment is None:
+        if moment is None or self._again(doc):
             return
         self.first = min(moment, self.first or moment)
         self.last = max(moment, self.last or moment)
@@ -107,6 +112,19 @@ class SessionSignals:
                 self.presence.append((moment, kind.removeprefix("visibility_")))
         elif log_type == "keyboard_event":
             self._keyboard(kind, details, moment)
+
+    def _again(self, doc: dict[str, Any]) -> bool:
+        """Whether this event was added already: the same event stored twice (in two daily indices, when
+        it was sent again after its day's window) counts once. An event is known by its id, or its
+        sequence number, type and browser time (what the service's document id hashes)."""
+        number = doc.get("sequence_number")
+        if not doc.get("event_id") and not isinstance(number, int):
+            return False  # nothing tells two such events apart: each counts
+        key = (doc.get("event_id"), number, doc.get("log_type"), doc.get("browser_time"))
+        if key in self.seen:
+            return True
+        self.seen.add(key)
+        return False
 
     def _keyboard(self, kind: str, details: dict[str, Any], moment: datetime) -> None:
         if kind == "typing":
@@ -131,7 +149,11 @@ class SessionSignals:
         self.first_input = min(moment, self.first_input or moment)
 
     def signals(self) -> Signals:
-        start, last = self.start or self.first, self.last
+        # Without a Start Session, the session began at its first event, or at the first typing if a
+        # burst began before the event that carried it.
+        start, last = self.start, self.last
+        if start is None and self.first is not None:
+            start = min(self.first, self.first_input or self.first)
         if start is None or last is None:
             return Signals()
         hidden, away, since, present = 0.0, 0, None, True

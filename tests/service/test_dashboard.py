@@ -587,5 +587,6 @@ def test_the_experiment_page_shows_the_nightly_reports_signals_marks_and_filters
     assert re.search(r'class="flags">paste_share&gt;0.5 <span class="partial"', rows["s-pasted"])
     assert (("partial" in rows["s-typed"]), ("not reported yet" in rows["s-new"])) == (False, True)
     assert "2 of 3 sessions have one" in page
+    assert 'id="sessions-csv" href="/dashboard/experiment/exp-nightly/signals.csv"' in page  # every signal, as CSV
     only = client.get("/dashboard/experiment/exp-nightly?flagged=1", **login()).get_data(as_text=True)
     assert re.findall(r'<tr data-session="([^"]+)"', only) == ["s-pasted"]

@@ -68,6 +68,18 @@ def test_the_order_documents_come_in_does_not_matter():
     assert signals_of(shuffled) == signals_of(SESSION)
 
 
+def test_an_event_stored_twice_counts_once():
+    """The same event in two daily indices (sent again after its day's window): one paste, not two."""
+    assert signals_of([*SESSION, SESSION[8], SESSION[1]]) == signals_of(SESSION)
+    again = {**SESSION[8], "sequence_number": 12, "browser_time": at(65)}  # a second paste: counted
+    assert signals_of([*SESSION, again]).pastes == 2
+
+
+def test_without_a_start_session_the_first_event_is_the_start():
+    s = signals_of(SESSION[1:])
+    assert (s.active_seconds, s.first_input_seconds) == (35.0, 0.0)  # from the burst's first key (5 s)
+
+
 def test_earlier_trackers_input_events_count_one_character_per_insert():
     keys = [event(n + 1, n + 1, "keyboard_event", "input", input_type="insertText", value="x" * n) for n in range(3)]
     keys.append(event(4, 4, "keyboard_event", "input", input_type="deleteContentBackward"))
