@@ -5,11 +5,13 @@
     0:52  left the page for 2 min 10 s
     3:03  clicked button#submit
 
-Typing is one line per burst of it in a field: the tracker's typing events up to the one that ended
-at a boundary (a pause of 2 s, a paste, the field left), or an earlier tracker's input events (one
-per key) up to a pause of 2 s. Only counts and lengths are shown, never what was typed
-or pasted: what masking hides stays hidden, and what it does not is in the export, not here. Pure:
-documents in (any order), lines out; the dashboard's session page and its CSV use it.
+Typing is one line per burst of it in a field, with its deletions ("typed 6 characters into
+textarea#summary, deleted 1"; "deleted 3 characters in ..." for a burst of deletions alone): the
+tracker's typing events up to the one that ended at a boundary (a pause of 2 s, a paste, the field
+left), or an earlier tracker's input events (one per key) up to a pause of 2 s. Only counts and
+lengths are shown, never what was typed or pasted: what masking hides stays hidden, and what it does
+not is in the export, not here. Pure: documents in (any order), lines out; the dashboard's session
+page and its CSV use it.
 """
 
 from __future__ import annotations
@@ -63,30 +65,48 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
+@dataclass
+class _Burst:
+    """Typing in one field until a boundary: when it began, its characters and deletions, when its last
+    edit came, and whether it may go on (its last typing event was cut at the tracker's 50 edits)."""
+
+    field: str
+    at: float
+    chars: int
+    deleted: int
+    last: datetime
+    goes_on: bool
+
+    def said(self) -> str:
+        if self.deleted and not self.chars:
+            return f"deleted {_characters(self.deleted)} in {self.field}"
+        deleted = f", deleted {self.deleted}" if self.deleted else ""
+        return f"typed {_characters(self.chars)} into {self.field}{deleted}"
+
+
 class _Reader:
     def __init__(self, start: datetime) -> None:
         self.start = start
         self.lines: list[Line] = []
-        # The burst being read: its field, when it began, its characters, when its last edit came, and
-        # whether it may go on (its last typing event was cut at the tracker's 50 edits, not at a boundary).
-        self.typing: tuple[str, float, int, datetime, bool] | None = None
+        self.typing: _Burst | None = None
         self.away_since: datetime | None = None
 
     def since(self, moment: datetime) -> float:
         return max(0.0, (moment - self.start).total_seconds())
 
-    def typed(self, field: str, began: datetime, last: datetime, chars: int, goes_on: bool) -> None:
+    def typed(self, field: str, began: datetime, last: datetime, edits: tuple[int, int], goes_on: bool) -> None:
+        """A typing event's (or an earlier tracker's key's) `edits`: characters inserted, deletions."""
         burst = self.typing
-        if burst and burst[0] == field and burst[4] and (began - burst[3]).total_seconds() < PAUSE_SECONDS:
-            self.typing = (field, burst[1], burst[2] + chars, last, goes_on)
+        if burst and burst.field == field and burst.goes_on and (began - burst.last).total_seconds() < PAUSE_SECONDS:
+            burst.chars, burst.deleted = burst.chars + edits[0], burst.deleted + edits[1]
+            burst.last, burst.goes_on = last, goes_on
         else:
             self.end_typing()
-            self.typing = (field, self.since(began), chars, last, goes_on)
+            self.typing = _Burst(field, self.since(began), *edits, last, goes_on)
 
     def end_typing(self) -> None:
         if self.typing:
-            field, at, chars, _, _ = self.typing
-            self.lines.append(Line(at, f"typed {_characters(chars)} into {field}"))
+            self.lines.append(Line(self.typing.at, self.typing.said()))
             self.typing = None
 
     def say(self, moment: datetime, what: str) -> None:
@@ -101,9 +121,12 @@ class _Reader:
         if log_type == "keyboard_event" and kind == "typing":
             started = _moment({"browser_time": details.get("started")}) or moment
             cut = not details.get("boundary")  # at 50 edits: the burst goes on in the next event
-            self.typed(_target(details), started, moment, _count(details.get("typed_chars")), cut)
+            edits = (_count(details.get("typed_chars")), _count(details.get("deletions")))
+            self.typed(_target(details), started, moment, edits, cut)
         elif log_type == "keyboard_event" and kind == "input":
-            self.typed(_target(details), moment, moment, int(details.get("input_type") == "insertText"), True)
+            input_type = str(details.get("input_type") or "")
+            edits = (int(input_type == "insertText"), int(input_type.startswith("delete")))
+            self.typed(_target(details), moment, moment, edits, True)
         elif log_type == "keyboard_event" and kind in ("paste", "copy", "cut"):
             verb = {"paste": "pasted", "copy": "copied", "cut": "cut"}[kind]
             self.say(moment, f"{verb} {_characters(_count(details.get('text_length')))} in {_target(details)}")

@@ -22,6 +22,7 @@ from harness.report import record
 from harness.services import HaproxyServer, wait_until
 from tests.service.conftest import env_of
 from tests.service.test_indexer import count
+from uqcrowd_log import transcript
 from uqcrowd_log.cli import main
 from uqcrowd_log.completeness import SessionReport, session_reports
 
@@ -398,7 +399,7 @@ def careful_worker(edge, page: str, away: float) -> str:
         for key in text:
             field.send_keys(key)
             time.sleep(0.05)
-        time.sleep(2.5)  # a pause: the burst ends (TYPING_PAUSE_MS 2 s)
+        time.sleep(4)  # a pause: the burst ends (TYPING_PAUSE_MS 2 s; twice that, for a slow timer)
     field.send_keys(Keys.BACKSPACE * 3)
     task = browser.current_window_handle
     browser.switch_to.new_window("tab")  # the task's page hidden
@@ -456,3 +457,19 @@ def test_the_signals_of_a_careful_and_a_pasting_worker_are_their_scripts_counts(
     assert flagged == {paster: "paste_share>0.5"}
     docs = documents(edge["es"], settings)
     assert (text in str(docs), "Hello" in str(docs)) == (not masked, not masked)  # masked: lengths only
+    said = {
+        session: [line.what for line in transcript.lines(documents(edge["es"], settings, session))
+                  if line.what.startswith(("typed", "deleted", "pasted", "copied", "left"))]
+        for session in (careful, paster)
+    }  # fmt: skip
+    assert said[careful][:3] == [
+        "typed 11 characters into textarea#summary",
+        "typed 6 characters into textarea#summary",
+        "deleted 3 characters in textarea#summary",
+    ]
+    assert re.fullmatch(r"left the page for [34] s", said[careful][3]), said[careful]
+    assert said[paster][1:] == [
+        f"pasted {len(text)} characters in textarea#summary",
+        "typed 2 characters into textarea#summary",
+    ]
+    assert re.fullmatch(r"copied \d+ characters? in input#name", said[paster][0]), said[paster]

@@ -63,3 +63,25 @@ def test_a_page_left_for_good_says_so_and_nothing_without_a_time_is_shown():
     gone = [event(0, 0, "message", "Start Session"), event(1, 5, "browser_event", "visibility_hidden")]
     assert [line.what for line in lines(gone)] == ["Start Session", "left the page, and did not come back"]
     assert lines([{"log_type": "message"}]) == []
+
+
+def test_deletions_are_said_with_their_burst_and_a_burst_of_deletions_alone_as_such():
+    deleting = {
+        **FIELD,
+        "started": at(9),
+        "typed_chars": 0,
+        "deletions": 3,
+        "edits": [[0, "deleteContentBackward", None]] * 3,
+    }
+    session = [
+        event(0, 0, "message", "Start Session"),
+        event(1, 3, "keyboard_event", "typing", **FIELD, started=at(1), typed_chars=6, deletions=1, boundary="pause"),
+        event(2, 10, "keyboard_event", "typing", **deleting, boundary="pause"),
+        event(3, 12, "keyboard_event", "input", **FIELD, input_type="deleteContentBackward"),  # an earlier tracker's
+    ]
+    assert [line.what for line in lines(session)] == [
+        "Start Session",
+        "typed 6 characters into textarea#summary, deleted 1",
+        "deleted 3 characters in textarea#summary",
+        "deleted 1 character in textarea#summary",
+    ]
