@@ -54,6 +54,8 @@ def main(argv: list[str]) -> int:
             throughput.run(bench, results, limits)
         if scenario in ("all", "edge"):
             edge.run(bench, results)
+        if scenario == "edge":
+            edge.breakdown(bench, results)
         if scenario == "fsync":
             fsync.only(bench, results)
         if scenario == "replica":
