@@ -228,8 +228,8 @@ def tables(results: list[dict], limits: dict, exported: dict, viewed: dict) -> s
         shown.append(fsync_table(results))
     if any(REPLICA in r["name"] for r in results):
         shown.append(replica_table(results))
-    if edge.summary(results):
-        shown.append(edge.table(edge.summary(results)))
+    if edged := edge.summary(results):
+        shown.append(edge.table(edged))
     if exported:
         shown.append(export.table(exported))
     if viewed:
