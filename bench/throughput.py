@@ -29,7 +29,7 @@ def run(bench: Bench, results: list[dict], limits: dict) -> None:
     results.append(l1)
     results.append(bench.run("(a) original: dev server, index per event", "index", DEFAULT_N))
     results.append(bench.run("(a') original cache mode: dev server, LPUSH", "cache", DEFAULT_N))
-    for n in (1, 2, 4, 8):
+    for n in sorted({1, 2, 4, 8, DEFAULT_N}):  # BENCH_BACKENDS among them: the report compares at it
         results.append(bench.run(f"(b) stack N={n}, one event/request", "stack", n))
     results.append(
         bench.run(f"(c) stack N={DEFAULT_N}, {TRACKER_BATCH} events/request", "stack", DEFAULT_N, batch=TRACKER_BATCH)
