@@ -15,11 +15,6 @@ export UQCROWD_ES_ARCHIVE_PREVIOUS="${UQCROWD_ES_ARCHIVE_PREVIOUS:-$(ES_VERSION=
 export UQCROWD_WHEELHOUSE="${UQCROWD_WHEELHOUSE:-$(scripts/build-wheelhouse.sh)}"
 export UQCROWD_DASHBOARD_LOGIN="${UQCROWD_DASHBOARD_LOGIN:-$(scripts/dashboard-login.sh)}"
 export MOLECULE_NO_LOG=false PY_COLORS=0 ANSIBLE_FORCE_COLOR=0
-# Mitogen's strategy (docs/contributing/tests.md): one Python per host for a whole run instead of one
-# per task, a task a third of the time and a sixth of the host's CPU (measured). molecule/default keeps
-# Ansible's own strategy (its molecule.yml), the one an operator's `ansible-playbook site.yml` runs.
-ANSIBLE_STRATEGY_PLUGINS="$(python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))')/plugins/strategy"
-export ANSIBLE_STRATEGY_PLUGINS ANSIBLE_STRATEGY="${ANSIBLE_STRATEGY:-mitogen_linear}"
 
 runs=()
 for dir in roles/*/molecule/*/ molecule/*/; do
