@@ -18,8 +18,8 @@ def b_run(bench: Bench, label: str) -> dict:
 
 
 def run(bench: Bench, results: list[dict], limits: dict) -> None:
-    """The ceilings (L1, L2), the original's two modes, the stack at N = 1, 2, 4, 8, batches, half rate,
-    and the highest rate it sustains."""
+    """The ceilings (L1, L2), the original's two modes, the stack at N = 1, 2, 4, 8 (and BENCH_BACKENDS'
+    count), batches, half rate, and the highest rate it sustains."""
     print(f"make bench: {CORES} vCPUs, N = {DEFAULT_N} backends by default, {DURATION} s per run", flush=True)
     # A server that has run for a day has compiled its indexing code; a fresh JVM would compile it during
     # the first runs, on the vCPUs they share. Not measured.

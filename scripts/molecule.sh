@@ -28,9 +28,10 @@ for dir in roles/*/molecule/*/ molecule/*/; do
 done
 [ ${#runs[@]} -gt 0 ] || { echo "no scenario matches ROLE='$role' SCENARIO='$scenario'" >&2; exit 2; }
 
-# One scenario at a time: on two vCPUs they are CPU-bound. Measured: two roles' scenarios side by side
-# gained nothing; the two whole-stack ones side by side took longer than one after the other (their
-# converges start four Elasticsearch nodes at once: the single host's converge took 12 min instead of 3.4).
+# One scenario at a time. Measured: two roles' scenarios side by side gained 15 % (455 s against 535 s,
+# docs/contributing/tests.md), each one's faults timed under the other's load; the two whole-stack ones
+# side by side took longer than one after the other (their converges start four Elasticsearch nodes at
+# once: the single host's converge took 12 min instead of 3.4).
 failed=0 summary=()
 for run in "${runs[@]}"; do
   project="${run%%:*}" name="${run##*:}" start=$SECONDS
